@@ -1,0 +1,18 @@
+"""ssmlib: state space models from HiPPO to Mamba-2, as readable PyTorch and Triton kernels.
+
+Import order matters: :mod:`ssmlib.runtime` decides, before any kernel is
+defined, whether Triton compiles for the GPU or interprets on the CPU.
+"""
+from .runtime import DEVICE, INTERPRET, describe  # noqa: I001  (first, see above)
+from .discretize import METHODS, discretize
+from .recurrence import linear_recurrence, linear_recurrence_ref
+from .convolution import causal_conv, impulse_response
+from .systems import mass_spring_damper, transfer_function
+
+__all__ = [
+    "DEVICE", "INTERPRET", "describe",
+    "METHODS", "discretize",
+    "linear_recurrence", "linear_recurrence_ref",
+    "causal_conv", "impulse_response",
+    "mass_spring_damper", "transfer_function",
+]

@@ -1,0 +1,54 @@
+r"""The convolutional view of a discrete LTI system.
+
+Unrolling x_k = Ā x_{k-1} + B̄ u_k from x_{-1} = 0 gives
+
+    y_k = Σ_{j=0}^{k} C Ā^j B̄ u_{k-j} + D u_k = (K * u)_k + D u_k,   K_j = C Ā^j B̄,
+
+so the whole output is one causal convolution of u with the impulse response
+K = (CB̄, CĀB̄, CĀ²B̄, …) (the kernel of the LSSL paper). The convolution is
+done with FFTs of length 2L, which makes the circular convolution causal.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import checks
+
+
+def impulse_response(A, B, C, L: int):
+    """The first L terms of K_j = C A^j B for each channel.
+
+    Shapes: ``A (H, N, N)``, ``B (H, N)``, ``C (H, N)`` → ``K (H, L)``.
+    Computed by propagating ``A^j B`` (L matrix-vector products per channel).
+    """
+    checks.tensor("A", A, ndim=3)
+    checks.tensor("B", B, ndim=2)
+    checks.tensor("C", C, ndim=2)
+    checks.positive_int("L", L)
+    H, N, _ = A.shape
+    checks.shape("A", A, (H, N, N))
+    checks.shape("B", B, (H, N))
+    checks.shape("C", C, (H, N))
+    K = []
+    v = B
+    for _ in range(L):
+        K.append((C * v).sum(-1))
+        v = torch.einsum("hij,hj->hi", A, v)
+    return torch.stack(K, dim=-1)
+
+
+def causal_conv(u, K, D=None):
+    """y = K * u (causal, per channel) + D u, by FFT.
+
+    Shapes: ``u (batch, H, L)``, ``K (H, L)``, ``D (H,)`` → ``y (batch, H, L)``.
+    """
+    checks.tensor("u", u, ndim=3)
+    checks.tensor("K", K, ndim=2)
+    batch, H, L = u.shape
+    checks.shape("K", K, (H, L))
+    n = 2 * L
+    y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(K, n=n), n=n)[..., :L]
+    if D is not None:
+        checks.shape("D", D, (H,))
+        y = y + D[:, None] * u
+    return y

@@ -1,0 +1,62 @@
+"""Where ssmlib's Triton kernels run.
+
+Every kernel in ssmlib is an ordinary ``@triton.jit`` function. On a machine
+with a CUDA GPU it is compiled and runs on the GPU. On a machine without one,
+ssmlib sets ``TRITON_INTERPRET=1`` *before any kernel is defined*; Triton then
+executes the very same kernel source with NumPy on CPU tensors. The numbers
+are the kernel's numbers (same blocking, same masks, same float32
+accumulation), only slower, so the notebooks and the tests exercise the real
+kernel code on a laptop or in CI. Keep shapes small there.
+
+To force the interpreter on a GPU machine (to debug a kernel with ``print``
+or ``pdb``), export ``TRITON_INTERPRET=1`` before importing ssmlib.
+
+Importing this module is the first thing ``ssmlib/__init__.py`` does.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import triton  # noqa: E402  (must come after the environment is set)
+
+#: True when kernels run through Triton's CPU interpreter.
+INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+if INTERPRET:
+    # Triton 3.6's interpreter turns 1-element arrays into Python ints, which NumPy 2.x
+    # deprecates and NumPy 2.4 forbids.
+    import numpy
+
+    if tuple(int(p) for p in numpy.__version__.split(".")[:2]) >= (2, 4):
+        raise ImportError(
+            f"ssmlib runs Triton kernels through Triton {triton.__version__}'s interpreter on "
+            f"this machine (no CUDA GPU), which fails with numpy {numpy.__version__}; "
+            f"install numpy<2.4 (constraints.txt pins 2.3.5)")
+    warnings.filterwarnings("ignore", message="Conversion of an array with ndim > 0 to a scalar",
+                            category=DeprecationWarning)
+
+#: The device ssmlib's kernels run on: ``"cuda"``, or ``"cpu"`` with the interpreter.
+DEVICE: str = "cpu" if INTERPRET else "cuda"
+
+
+def describe() -> str:
+    """One line saying where kernels run, for a notebook's first cell."""
+    if INTERPRET:
+        return (f"Triton {triton.__version__} interpreter on the CPU "
+                f"(torch {torch.__version__}); no CUDA GPU found")
+    return (f"Triton {triton.__version__} on {torch.cuda.get_device_name()} "
+            f"(torch {torch.__version__})")
+
+
+def check_kernel_device(name: str, t: torch.Tensor) -> None:
+    """Raise ``ValueError`` if ``t`` is not on the device the kernels run on."""
+    if t.device.type != DEVICE:
+        raise ValueError(
+            f"{name} is on {t.device}, but ssmlib's kernels run on {DEVICE!r} here "
+            f"({describe()}); move it with .to(ssmlib.DEVICE)")
