@@ -90,7 +90,10 @@ def discretize(A: torch.Tensor, B: torch.Tensor, dt, method: str = "zoh"):
         M = Bm.shape[-1]
         top = torch.cat([dA, dB], dim=-1)
         block = torch.cat([top, torch.zeros(*lead, M, N + M, dtype=A.dtype, device=A.device)], dim=-2)
-        E = torch.linalg.matrix_exp(block)
+        # torch.linalg.matrix_exp loses ~1e-11 on a single unbatched matrix (a PyTorch
+        # bug in one of its Padé branches); a batch of two takes the accurate path.
+        E = torch.linalg.matrix_exp(block) if lead else torch.linalg.matrix_exp(
+            torch.stack([block, block]))[0]
         Ab, Bb = E[..., :N, :N], E[..., :N, N:]
     Ab, Bb = Ab.contiguous(), Bb.contiguous()
     return Ab, (Bb.squeeze(-1) if single_input else Bb)

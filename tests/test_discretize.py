@@ -35,6 +35,13 @@ def test_zoh_closed_form_for_invertible_A():
                                rtol=1e-10)
 
 
+def test_zoh_small_step_unbatched_matches_expm():
+    """Δ‖A‖ ≈ 0.01, one matrix: ZOH must be accurate to rounding (float64)."""
+    A, B, _, _ = ssmlib.mass_spring_damper(1.0, 0.5, 4.0)
+    Ab, Bb = ssmlib.discretize(A, B, 0.01, "zoh")
+    np.testing.assert_allclose(Ab.numpy(), scipy.linalg.expm(0.01 * A.numpy()), rtol=0, atol=1e-15)
+
+
 def test_zoh_of_an_integrator():
     """A = 0 (singular): Ā = I, B̄ = ΔB exactly; the block exponential needs no A⁻¹."""
     A = torch.zeros(3, 3, dtype=torch.float64)
