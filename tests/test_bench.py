@@ -7,6 +7,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from ssmlib import bench  # noqa: E402
+from ssmlib.bench.__main__ import main as bench_main  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["linear_recurrence", "linear_recurrence_sweep"])
@@ -36,4 +37,4 @@ def test_save_load_roundtrip(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
 def test_cli_refuses_without_gpu():
     with pytest.raises(SystemExit):
-        bench.main(["recurrence"])
+        bench_main(["recurrence"])
