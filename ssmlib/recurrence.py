@@ -6,9 +6,9 @@ H independent single-input single-output systems, one per channel h,
 
 run over a batch of input sequences ``u (batch, H, L)``.
 :func:`linear_recurrence_ref` is the plain PyTorch loop the book explains;
-:func:`linear_recurrence` runs the same recurrence as a Triton kernel.
+:func:`linear_recurrence` runs the same recurrence with one of two Triton kernels.
 
-The kernel. A program owns ``BLOCK_H`` channels of one batch element. It
+The step kernel. A program owns ``BLOCK_H`` channels of one batch element. It
 loads their A, B, C and D once, keeps the states on chip for the whole
 sequence, and walks k = 0 … L−1 reading each u_k once and writing each y_k
 once: the minimum traffic, 2·L numbers per sequence. A step is a small
@@ -20,6 +20,21 @@ axis 0; the odd step uses the transposed copy, reduces over axis 0 and puts x
 back along axis 1. Two steps per loop iteration, no layout conversion. For
 small N each thread holds whole channels, so the sums are plain in-register
 FMA chains (see ``_launch_config``).
+
+The chunked kernel. A step costs 2N² flops on FMA units, so for larger N the
+step kernel is compute-bound. But the batch elements of a channel share A, and
+T steps of the recurrence are a few small matrix products: with X the states
+before a chunk (one row per sequence) and U the chunk's inputs (T columns),
+
+    Y = X M + U K        M[:, t] = (C Aᵗ⁺¹)ᵀ,  K[s, t] = C Aᵗ⁻ˢ B for s ≤ t (plus D on the diagonal)
+    X ← X P + U W        P = (Aᵀ)ᵀ,            W[s] = (Aᵀ⁻¹⁻ˢ B)ᵀ
+
+A program owns one channel for a block of sequences, builds M, K, P and W on
+chip once (T matrix-vector products and log₂T squarings), then walks the
+sequence a chunk at a time: four tensor-core products per chunk, about
+6N + 2T + 2N²/T flops per step instead of 2N². The products use 3×TF32
+(each float32 operand split into two TF32 halves), accurate to about 22 bits,
+close to float32's 24. This is the chunked algorithm that Mamba-2 builds on.
 """
 from __future__ import annotations
 
@@ -137,8 +152,79 @@ def _linear_recurrence_kernel(
             tl.store(xT_ptr + seq3 * N + j3, x.to(xT_ptr.dtype.element_ty), mask=m_j)
 
 
+@triton.jit
+def _linear_recurrence_chunked_kernel(
+        A_ptr, B_ptr, C_ptr, D_ptr, u_ptr, x0_ptr, y_ptr, xT_ptr,
+        batch, H, L, N,
+        HAS_D: tl.constexpr, HAS_X0: tl.constexpr, STORE_FINAL: tl.constexpr, BLOCK_B: tl.constexpr,
+        BLOCK_N: tl.constexpr, T: tl.constexpr, LOG2_T: tl.constexpr, PRECISION: tl.constexpr):
+    # A program owns channel h for BLOCK_B batch elements: the rows of every tile
+    # are sequences. With X the states before a chunk of T steps (as rows) and U
+    # the chunk's inputs, x_t = A^(t+1) x + sum_{s<=t} A^(t-s) B u_s gives
+    #     Y = X M + U K     the chunk's outputs: M[:, t] = (C A^(t+1))^T, K[s, t] = C A^(t-s) B (s <= t) + D [s = t]
+    #     X <- X P + U W    the state after it:  P = (A^T)^T,             W[s] = (A^(T-1-s) B)^T
+    h = tl.program_id(0)
+    rows = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    ok = rows[:, None] < batch                                               # (BB, 1)
+    op = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
+    i = tl.arange(0, BLOCK_N)[:, None]                                       # (BN, 1)
+    n = tl.arange(0, BLOCK_N)[None, :]                                       # (1, BN)
+    s = tl.arange(0, T)[:, None]                                             # (T, 1)
+    t = tl.arange(0, T)[None, :]                                             # (1, T)
+
+    # The chunk operands of channel h, built on chip (zero-padded to BLOCK_N).
+    A = tl.load(A_ptr + h * N * N + i * N + n, mask=(i < N) & (n < N), other=0.0).to(op)   # A[i, n]
+    Bv = tl.load(B_ptr + h * N + tl.arange(0, BLOCK_N), mask=tl.arange(0, BLOCK_N) < N, other=0.0).to(op)
+    Cv = tl.load(C_ptr + h * N + tl.arange(0, BLOCK_N), mask=tl.arange(0, BLOCK_N) < N, other=0.0).to(op)
+    v, w = Bv, Cv                                                            # A^j B and C A^j
+    W = tl.zeros([T, BLOCK_N], dtype=op)
+    M = tl.zeros([BLOCK_N, T], dtype=op)
+    K = tl.zeros([T, T], dtype=op)
+    for j in range(T):
+        K = tl.where(t - s == j, tl.sum(Cv * v), K)                          # C A^j B on the j-th diagonal
+        W = tl.where(s == T - 1 - j, v[None, :], W)
+        v = tl.sum(A * v[None, :], axis=1)                                   # A^(j+1) B
+        w = tl.sum(w[:, None] * A, axis=0)                                   # C A^(j+1)
+        M = tl.where(t == j, w[:, None], M)
+    if HAS_D:
+        K = tl.where(t == s, K + tl.load(D_ptr + h).to(op), K)
+    P = A
+    for _ in tl.static_range(LOG2_T):                                        # A^T by squaring
+        P = tl.dot(P, P, input_precision=PRECISION, out_dtype=op)
+    P = tl.trans(P)
+
+    seq = rows.to(tl.int64)[:, None] * H + h                                 # (BB, 1)
+    if HAS_X0:
+        X = tl.load(x0_ptr + seq * N + n, mask=ok & (n < N), other=0.0).to(op)
+    else:
+        X = tl.zeros([BLOCK_B, BLOCK_N], dtype=op)
+    u_rows = u_ptr + seq * L
+    y_rows = y_ptr + seq * L
+    L_full = L - L % T
+    for k in range(0, L_full, T):
+        U = tl.load(u_rows + k + t, mask=ok, other=0.0).to(op)              # (BB, T)
+        Y = tl.dot(X, M, input_precision=PRECISION, out_dtype=op)
+        Y = tl.dot(U, K, acc=Y, input_precision=PRECISION, out_dtype=op)
+        tl.store(y_rows + k + t, Y.to(y_ptr.dtype.element_ty), mask=ok)
+        X = tl.dot(X, P, input_precision=PRECISION, out_dtype=op)
+        X = tl.dot(U, W, acc=X, input_precision=PRECISION, out_dtype=op)
+    if L_full < L:  # a last, partial chunk: outputs as above, zeros past L
+        m = ok & (L_full + t < L)
+        U = tl.load(u_rows + L_full + t, mask=m, other=0.0).to(op)
+        Y = tl.dot(X, M, input_precision=PRECISION, out_dtype=op)
+        Y = tl.dot(U, K, acc=Y, input_precision=PRECISION, out_dtype=op)
+        tl.store(y_rows + L_full + t, Y.to(y_ptr.dtype.element_ty), mask=m)
+        if STORE_FINAL:  # the state: the last L % T steps one at a time, x <- x A^T + u B^T
+            At = tl.trans(A)
+            for k in range(L_full, L):
+                uk = tl.load(u_rows + k, mask=ok, other=0.0).to(op)         # (BB, 1)
+                X = tl.dot(X, At, input_precision=PRECISION, out_dtype=op) + uk * Bv[None, :]
+    if STORE_FINAL:
+        tl.store(xT_ptr + seq * N + n, X.to(xT_ptr.dtype.element_ty), mask=ok & (n < N))
+
+
 def _launch_config(N: int) -> tuple[bool, int, int, int]:
-    """(channels_last, channels per program, warps, time chunk) for state size N.
+    """(channels_last, channels per program, warps, time chunk) of the step kernel for state size N.
 
     ``channels_last``: hand the kernel A as an (N, N, H) array, so that
     neighbouring channels are neighbours in memory; Triton then gives each
@@ -160,8 +246,30 @@ def _launch_config(N: int) -> tuple[bool, int, int, int]:
     return False, 1, 4, 4
 
 
-def linear_recurrence(A, B, C, u, D=None, x0=None, return_final_state=False, *,
-                      channels_last=None, block_h=None, num_warps=None, chunk_steps=None):
+def _chunked_config(N: int) -> tuple[int, int, int]:
+    """(sequences per program, warps, steps per chunk) of the chunked kernel.
+
+    Measured on the H200 (``python -m ssmlib.bench recurrence --sweep``): small
+    programs win while the state is small, since many of them in flight hide the
+    latency of each chunk's chain of products; at N = 64 the tiles are large
+    enough for 4 warps and 32-step chunks.
+    """
+    if N <= 16:
+        return 32, 1, 16
+    if N <= 32:
+        return 32, 2, 16
+    return 64, 4, 32
+
+
+def _use_chunked(N: int, batch: int, dtype) -> bool:
+    """The chunked kernel pays once a step costs more than a few FMAs per thread
+    (N > 8) and the batch fills a tensor-core tile (batch ≥ 16); float64 stays on
+    the step kernel (its exactness is what the tests and the book check)."""
+    return N > 8 and batch >= 16 and dtype != torch.float64
+
+
+def linear_recurrence(A, B, C, u, D=None, x0=None, return_final_state=False, *, algorithm=None,
+                      channels_last=None, block_h=None, block_b=None, num_warps=None, chunk_steps=None):
     """Run H discrete SISO systems over a batch of sequences with the Triton kernel.
 
     Computes ``x_k = A x_{k-1} + B u_k``, ``y_k = C x_k + D u_k`` for every
@@ -175,8 +283,14 @@ def linear_recurrence(A, B, C, u, D=None, x0=None, return_final_state=False, *,
         D: ``(H,)`` feed-through, optional.
         x0: ``(batch, H, N)`` initial states, optional.
         return_final_state: also return ``x_{L-1}``.
-        channels_last, block_h, num_warps, chunk_steps: override the launch
-            configuration (benchmarks and tests; see ``_launch_config``).
+        algorithm: ``"step"`` (one step at a time on FMA units) or
+            ``"chunked"`` (T steps at a time as small matrix products on tensor
+            cores, 3×TF32 so float32-accurate); by default chunked for N > 8,
+            batch ≥ 16 and inputs other than float64 (see ``_use_chunked``).
+        channels_last, block_h, block_b, num_warps, chunk_steps: override the
+            launch configuration (benchmarks and tests; see ``_launch_config``
+            and ``_chunked_config``; block_b is the chunked kernel's sequences
+            per program).
 
     All tensors share one dtype (float16, bfloat16, float32 or float64) and the
     device the kernels run on (``ssmlib.DEVICE``), and must be contiguous.
@@ -209,9 +323,27 @@ def linear_recurrence(A, B, C, u, D=None, x0=None, return_final_state=False, *,
             checks.contiguous(name, t)
     checks.same_device(**named)
 
+    if algorithm not in (None, "step", "chunked"):
+        raise ValueError(f"algorithm must be 'step' or 'chunked', got {algorithm!r}")
+    chunked = _use_chunked(N, batch, u.dtype) if algorithm is None else algorithm == "chunked"
     y = torch.empty_like(u)
     xT = torch.empty(batch, H, N, dtype=u.dtype, device=u.device) if return_final_state else y
-    if batch * H > 0 and (L > 0 or return_final_state):
+    if batch * H == 0 or (L == 0 and not return_final_state):
+        pass
+    elif chunked:
+        bb, nw, T = _chunked_config(N)
+        bb, nw, T = block_b or bb, num_warps or nw, chunk_steps or T
+        if T < 16 or T & (T - 1):
+            raise ValueError(f"chunk_steps must be a power of two >= 16 for the chunked kernel, got {T}")
+        if bb < 16 or bb & (bb - 1):
+            raise ValueError(f"block_b must be a power of two >= 16, got {bb}")
+        grid = (H, triton.cdiv(batch, bb))
+        _linear_recurrence_chunked_kernel[grid](
+            A, B, C, D if D is not None else A, u, x0 if x0 is not None else A, y, xT, batch, H, L, N,
+            HAS_D=D is not None, HAS_X0=x0 is not None, STORE_FINAL=return_final_state, BLOCK_B=bb,
+            BLOCK_N=max(16, triton.next_power_of_2(N)), T=T, LOG2_T=T.bit_length() - 1,
+            PRECISION="ieee" if u.dtype == torch.float64 else "tf32x3", num_warps=nw)
+    else:
         chan_last, bh, nw, chunk = _launch_config(N)
         if channels_last is not None:
             chan_last = channels_last

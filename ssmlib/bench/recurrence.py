@@ -22,8 +22,13 @@ def linear_recurrence_benchmark(Ns=(2, 4, 16), batch=64, H=1024, L=1024, dtype=t
     """Time the Triton kernel (and the PyTorch loop) for each state size in ``Ns``.
 
     Work per run: ``batch·H`` sequences of length L. Minimal traffic: u read
-    and y written once (plus the parameters); minimal flops per step and
-    sequence: 2N² (A x) + 2N (B u) + 2N (C x) + 2 (D u).
+    and y written once (plus the parameters); flops per step and sequence of
+    the step-by-step recurrence: 2N² (A x) + 2N (B u) + 2N (C x) + 2 (D u).
+    The roofline is max(bytes at copy speed, those flops at the float32 FMA
+    rate). The chunked kernel (N > 8) does fewer flops, about
+    6N + 2T + 2N²/T per step for chunks of T steps, on tensor cores, so it can
+    beat that roofline; ``memory_ms`` in each row is the floor no algorithm
+    beats. The PyTorch loop takes ~0.1 s a call: it is timed over ~1.5 s.
     """
     ceil = ceil or ceilings()
     esize = torch.tensor([], dtype=dtype).element_size()
@@ -35,25 +40,34 @@ def linear_recurrence_benchmark(Ns=(2, 4, 16), batch=64, H=1024, L=1024, dtype=t
         flops = batch * H * L * (2 * N * N + 4 * N + 2)
         shape = {"N": N, "batch": batch, "H": H, "L": L, "dtype": str(dtype).replace("torch.", "")}
         roof = roofline_ms(nbytes, flops, ceil)
+        memory = nbytes / (ceil["copy_GBps"] * 1e9) * 1e3
         impls = {"triton": lambda: linear_recurrence(A, B, C, u, D)}
         if loop:
             impls["torch_loop"] = lambda: linear_recurrence_ref(A, B, C, u, D)
         for impl, fn in impls.items():
-            t = median_ms(fn, warmup=5 if impl == "torch_loop" else 25,
-                          rep=20 if impl == "torch_loop" else 100)
+            t = median_ms(fn, warmup=300 if impl == "torch_loop" else 25,
+                          rep=1500 if impl == "torch_loop" else 100)
             rows.append({"impl": impl, **shape, "median_ms": t, "bytes": nbytes, "flops": flops,
-                         "roofline_ms": roof, "fraction_of_roofline": roof / t})
+                         "roofline_ms": roof, "fraction_of_roofline": roof / t, "memory_ms": memory})
         rows.append({"impl": "roofline", **shape, "median_ms": roof, "bytes": nbytes, "flops": flops,
-                     "roofline_ms": roof, "fraction_of_roofline": 1.0})
+                     "roofline_ms": roof, "fraction_of_roofline": 1.0, "memory_ms": memory})
         del A, B, C, D, u
     return {"benchmark": "linear_recurrence", **environment(), "ceilings": ceil, "rows": rows}
 
 
-def linear_recurrence_sweep(Ns=(2, 4, 8, 16), batch=64, H=1024, L=1024, ceil=None) -> dict:
-    """Time launch configurations of the kernel for each N: A channels-last with
-    one channel per thread (32·warps or 64·warps channels per program), or A as
-    stored with the state spread over the threads (4 or 8 channels per program);
-    time chunks of 4 or 8 steps."""
+#: Chunked-kernel launch configurations the sweep times: (sequences per program, warps, steps per chunk).
+CHUNKED_CONFIGS = [(16, 1, 16), (32, 1, 16), (32, 2, 16), (64, 4, 16), (64, 8, 16), (64, 4, 32), (128, 4, 16)]
+
+
+def linear_recurrence_sweep(Ns=(2, 4, 8, 16, 32, 64), batch=64, H=1024, L=1024, ceil=None) -> dict:
+    """Time launch configurations of both kernels for each N.
+
+    Step kernel: A channels-last with one channel per thread (32·warps or
+    64·warps channels per program), or A as stored with the state spread over
+    the threads (1, 4 or 8 channels per program; only 1 beyond N = 16, where
+    the others take a third of a second a run); time chunks of 4 or 8 steps.
+    Chunked kernel (N ≥ 8): every entry of ``CHUNKED_CONFIGS``.
+    """
     ceil = ceil or ceilings()
     rows = []
     for N in Ns:
@@ -62,16 +76,19 @@ def linear_recurrence_sweep(Ns=(2, 4, 8, 16), batch=64, H=1024, L=1024, ceil=Non
         nbytes = 4 * (2 * batch * H * L + H * (N * N + 2 * N + 1))
         flops = batch * H * L * (2 * N * N + 4 * N + 2)
         roof = roofline_ms(nbytes, flops, ceil)
-        configs = [(True, bh, nw) for bh, nw in ((32, 1), (64, 2), (64, 1)) if N <= 8]
-        configs += [(False, bh, 1) for bh in (4, 8) if N >= 8]
-        for chan, bh, nw in configs:
-            for chunk in (4, 8):
-                t = median_ms(lambda: linear_recurrence(A, B, C, u, D, channels_last=chan, block_h=bh,
-                                                        num_warps=nw, chunk_steps=chunk))
-                rows.append({"impl": "triton", "N": N, "channels_last": chan, "block_h": bh,
-                             "num_warps": nw, "chunk_steps": chunk, "batch": batch, "H": H, "L": L,
-                             "dtype": "float32", "median_ms": t, "bytes": nbytes, "flops": flops,
-                             "roofline_ms": roof, "fraction_of_roofline": roof / t})
+        configs = [dict(channels_last=True, block_h=bh, num_warps=nw, chunk_steps=T)
+                   for bh, nw in ((32, 1), (64, 2), (64, 1)) if N <= 8 for T in (4, 8)]
+        configs += [dict(channels_last=False, block_h=bh, num_warps=1, chunk_steps=T)
+                    for bh in ((1, 4, 8) if N <= 16 else (1,)) if N >= 8 for T in (4, 8)]
+        configs = [dict(algorithm="step", **c) for c in configs]
+        configs += [dict(algorithm="chunked", block_b=bb, num_warps=nw, chunk_steps=T)
+                    for bb, nw, T in CHUNKED_CONFIGS if N >= 8]
+        for cfg in configs:
+            t = median_ms(lambda: linear_recurrence(A, B, C, u, D, **cfg))
+            rows.append({"impl": "triton", "N": N, **cfg, "batch": batch, "H": H, "L": L,
+                         "dtype": "float32", "median_ms": t, "bytes": nbytes, "flops": flops,
+                         "roofline_ms": roof, "fraction_of_roofline": roof / t})
+        del A, B, C, D, u
     return {"benchmark": "linear_recurrence_sweep", **environment(), "ceilings": ceil, "rows": rows}
 
 
