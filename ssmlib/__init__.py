@@ -2,12 +2,15 @@
 
 Import order matters: :mod:`ssmlib.runtime` decides, before any kernel is
 defined, whether Triton compiles for the GPU or interprets on the CPU.
+The HiPPO functions live in :mod:`ssmlib.hippo` (``hippo.transition``,
+``hippo.project``, ...), where their short names read well.
 """
 from .runtime import DEVICE, INTERPRET, describe  # noqa: I001  (first, see above)
 from .discretize import METHODS, discretize
 from .recurrence import linear_recurrence, linear_recurrence_ref
 from .convolution import causal_conv, impulse_response
 from .systems import mass_spring_damper, transfer_function
+from . import hippo
 
 __all__ = [
     "DEVICE", "INTERPRET", "describe",
@@ -15,4 +18,5 @@ __all__ = [
     "linear_recurrence", "linear_recurrence_ref",
     "causal_conv", "impulse_response",
     "mass_spring_damper", "transfer_function",
+    "hippo",
 ]
