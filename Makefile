@@ -3,7 +3,7 @@
 #   make book    build the book into _build/html (executes every notebook)
 #   make test    build the book if it is out of date, then run the whole test suite
 #   make lab     JupyterLab in notebooks/
-#   make bench   GPU benchmark of the linear-recurrence kernel -> book/results/
+#   make bench   on a GPU machine: GPU tests, every benchmark suite and training run -> book/results/
 #   make clean   remove the build (make distclean: also .venv and _vendor)
 #
 # Everything runs in .venv (created here with $(PYTHON) -m venv), installed from
@@ -41,9 +41,9 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(INSTALLED_LAB)
 	cd notebooks && ../$(VENV)/bin/jupyter lab $(LAB_ARGS)
 
-# Needs a CUDA GPU; writes book/results/linear_recurrence.json.
+# Needs a CUDA GPU: tools/gpu_check.sh writes the JSON straight into book/results/.
 bench: $(INSTALLED)
-	$(PY) -m ssmlib.bench recurrence
+	PATH=$(abspath $(VENV))/bin:$$PATH OUT=book/results bash tools/gpu_check.sh
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
