@@ -10,6 +10,8 @@ from .discretize import METHODS, discretize
 from .recurrence import linear_recurrence, linear_recurrence_ref
 from .convolution import causal_conv, impulse_response
 from .systems import mass_spring_damper, transfer_function
+from .selective import (selective_scan, selective_scan_ref, selective_scan_unfused, selective_state_update,
+                        selective_state_update_ref)
 from . import hippo
 
 __all__ = [
@@ -18,5 +20,7 @@ __all__ = [
     "linear_recurrence", "linear_recurrence_ref",
     "causal_conv", "impulse_response",
     "mass_spring_damper", "transfer_function",
+    "selective_scan", "selective_scan_ref", "selective_scan_unfused",
+    "selective_state_update", "selective_state_update_ref",
     "hippo",
 ]

@@ -1,6 +1,8 @@
 """HiPPO: the (A, B) pairs, the online projection (reference and Triton kernel), reconstruction.
 
-Independent checks: (A, B) are recovered from the definitions of the
+Independent checks: sympy integrates the coefficients of polynomial signals
+exactly and verifies that they solve c' = A c + B f with transition()'s (A, B);
+(A, B) are also recovered from the definitions of the
 coefficients by quadrature (NumPy's Legendre/Laguerre, not ssmlib.hippo.basis)
 and finite differences in time; the reference projection converges to the
 quadrature projection as dt → 0 (first order); the kernel matches the
@@ -386,3 +388,43 @@ def test_kernel_compiles_for_sm90(tmp_path):
     for line in lines:
         *_, mma, shared = line.split()
         assert mma == "True" and int(shared) <= 227 * 1024, line
+
+
+# ---------------------------------------------------------------- sympy: the ODE from the definitions
+@pytest.mark.parametrize("measure", MEASURES)
+@pytest.mark.parametrize("N", [1, 2, 4])
+def test_transition_solves_the_projection_ode_symbolically(measure, N):
+    """Exact symbolic check, independent of the chapter's derivation: for a polynomial f,
+    compute c_n(t) = ∫ f g_n dμ_t with sympy and verify c'(t) = A c + B f(t)
+    (LegS: divided by t). LegS and LagT are exact for any f (degree N + 1 here);
+    LegT for f of degree < N, where the window's left end is reconstructed exactly."""
+    import sympy as sp
+
+    t, s, x = sp.symbols("t s x", positive=True)
+    theta = sp.Rational(7, 10)
+    rng = np.random.default_rng(N)
+    degree = N - 1 if measure == "legt" else N + 1
+    f = sum(sp.Rational(int(rng.integers(-9, 10)), int(rng.integers(1, 9))) * s**i for i in range(degree + 1))
+    c = []
+    for n in range(N):
+        if measure == "legs":
+            g = sp.sqrt(2 * n + 1) * sp.legendre(n, 2 * s / t - 1)
+            c.append(sp.integrate(f * g, (s, 0, t)) / t)
+        elif measure == "legt":
+            g = sp.sqrt(2 * n + 1) * sp.legendre(n, 2 * (s - t) / theta + 1)
+            c.append(sp.integrate(f * g, (s, t - theta, t)) / theta)
+        else:   # s = t − θx
+            g = sp.laguerre(n, x) * sp.exp(-x / 2)
+            c.append(sp.integrate(f.subs(s, t - theta * x) * g, (x, 0, sp.oo)))
+    A, B = transition(measure, N, theta=float(theta))
+    A, B = sp.Matrix(A.tolist()), sp.Matrix(B.tolist())
+    c = sp.Matrix(c)
+    rhs = A * c + B * f.subs(s, t)
+    residual = c.diff(t) - (rhs / t if measure == "legs" else rhs)
+    for t0 in (sp.Rational(1, 3), sp.Integer(2), sp.Rational(11, 2)):
+        r = np.array([float(v) for v in residual.subs(t, t0).evalf()])
+        # size of the terms that cancel: |A| |c| + |B| |f| (A and B are float64)
+        c0 = np.abs([float(v) for v in c.subs(t, t0).evalf()])
+        scale = np.abs(np.array(A.tolist(), dtype=float)) @ c0 + np.abs(np.array(B.tolist(), dtype=float)).ravel() \
+            * abs(float(f.subs(s, t0)))
+        assert (np.abs(r) <= 1e-10 * scale.max()).all(), (t0, r, scale)   # a wrong entry gives O(1)

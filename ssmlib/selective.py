@@ -1,0 +1,1001 @@
+r"""The selective scan of Mamba (S6): a fused Triton forward and backward, and the decoding step.
+
+For every batch element b, channel d (``dim`` of them) and state n (``N`` per channel)::
+
+    Δ_t   = softplus(delta_t + delta_bias)          (or delta_t + delta_bias, or delta_t)
+    Ā_t   = exp(Δ_t · A[d, n])
+    x_t   = Ā_t · x_{t-1} + Δ_t · B_t[n] · u_t      x_{-1} = 0
+    y_t   = Σ_n C_t[n] · x_t[n] + D[d] · u_t
+    out_t = y_t · silu(z_t)                         (if z is given)
+
+The API is that of ``mamba_ssm``'s ``selective_scan_fn`` and ``selective_state_update``:
+``u, delta, z (batch, dim, L)``, real ``A (dim, N)``, ``B, C`` input-dependent
+``(batch, N, L)``, grouped ``(batch, G, N, L)`` (channel d uses group
+``d // (dim // G)``) or fixed ``(dim, N)``, ``D, delta_bias (dim,)``.
+
+Four implementations of the same function:
+
+* :func:`selective_scan_ref`: a Python loop over time, the one the chapter reads.
+* :func:`selective_scan_unfused`: plain PyTorch that materialises every
+  ``Ā_t`` and ``Δ_t B_t u_t`` as ``(batch, dim, L, N)`` tensors and runs a
+  log-depth (Hillis–Steele) scan over L. Differentiable by autograd, which keeps
+  those tensors for the backward: this is the memory the fused kernel saves.
+* :func:`selective_scan`: the fused Triton kernels, forward and backward.
+* :func:`selective_state_update`: one recurrent step, for decoding.
+
+What stays on chip. Both forward kernels read u, Δ, z once, write out once,
+and read B and C once per program (from L2 after the first program of a
+group): the minimal HBM traffic. Discretisation (bias, softplus, ``Ā =
+exp2(Δ · A·log₂e)``: one exponential per (b, d, t, n), the count that sets
+the floor, since for N ≥ 8 the exp units and not HBM bound this kernel), the
+recurrence, the C contraction, D·u and the gate silu(z) all happen on chip.
+The state x reaches memory only as a checkpoint every ``bwd_block_t`` steps
+when a backward will follow (N floats per channel per checkpoint: under a
+tenth of the inputs' bytes), and as the last state when asked.
+
+Two forward kernels (``config={"variant": ...}``), both parallel over
+(batch, channel blocks inside one group of B and C):
+
+* ``"serial"`` (default): a program holds a ``(BLOCK_D, N)`` float32 state
+  tile in registers and takes one step at a time: ``x = exp2(Δ_t·A₂) x +
+  (Δ_t u_t) B_t``, ``y_t = Σ_n x C_t``. Triton spreads the N states of a
+  channel over a few lanes (4 for N = 16), so the C contraction costs two
+  shuffles per step. B and C are handed over transposed, ``(batch, [G,] L,
+  N)``, so that B_t is one contiguous vector load; per chunk of ``BLOCK_T``
+  steps, Δ (bias, softplus) and Δ·u are computed once per (d, t) on the
+  chunk's tile and parked in a per-program scratch (L1/L2) from which each
+  step reads its column, so the lanes that share a channel do not repeat the
+  softplus; y collects in a ``(BLOCK_D, BLOCK_T)`` tile, and D·u, the gate
+  and the store happen once per chunk.
+* ``"scan"``: a program walks the sequence in chunks of ``BLOCK_T`` steps and,
+  per chunk, loops over the N states: ``tl.associative_scan`` along time on
+  the pairs ``(Ā_t, Δ_t B_t u_t)`` (combine ``(a₁, b₁)∘(a₂, b₂) = (a₁a₂,
+  a₂b₁ + b₂)``), plus the carry from the previous chunk (``x_t = Â_t x_in +
+  b̂_t``). The carry goes through a two-slot buffer in memory and a barrier
+  per chunk. All tiles of a program, B and C broadcast over its channels
+  included, are addressed alike so that they share one register layout.
+
+Instruction counts in the sm_90 code (compile-only, N = 16, per (b, d, t, n)
+in the inner loop): serial ≈ 13–15, scan ≈ 19 (bf16) to 30 (fp32), against a
+budget of 8 issue slots per exponential (the H200 issues 4 warp-instructions
+per clock per SM and has 16 exp lanes). Hence the serial default; the sweep
+``python -m ssmlib.bench selective --sweep`` measures both.
+
+The fused backward walks the chunks in reverse. For each chunk and state n it
+*recomputes* the states from the checkpoint (a forward scan), then scans for
+the adjoint ``g_t = ∂L/∂x_t = C_t dy_t + Ā_{t+1} g_{t+1}``. The shifted
+coefficient ``Ā_{t+1}`` would need a second exponential or a shifted copy of
+the tile; instead the adjoint scan carries segment triples ``(first Ā,
+product of the rest, partial sum)``, which gives g directly. That scan runs
+backwards in time; Triton 3.6 lowers ``reverse=True`` as a flip (about 20
+instructions and 5 shuffles per element) of each of the three carried values
+in and out. The kernel instead runs a forward scan on Ā of the time-reversed
+Δ (a second exponential, cheaper than a flip) and on the flipped C·dy, and
+flips the result once. (``bwd_flip=True``: load the chunk in reversed time
+order and flip the recomputed states instead; the sweep compares.) The
+quantities the gradients need are then local: with ``b_t = Δ_t B_t u_t`` and
+``x_{t-1} Ā_t = x_t − b_t``,
+
+    du_t   += g_t Δ_t B_t                       dB_t[n] += Σ_d g_t Δ_t u_t
+    dΔ_t   += g_t B_t u_t + A (x_t − b_t) g_t   dC_t[n] += Σ_d x_t dy_t
+    dA[d,n] += Σ_t Δ_t (x_t − b_t) g_t
+
+so no (batch, dim, L, N) tensor is ever stored. The backward is the slow part:
+about 95 instructions per (b, d, t, n) in the sm_90 code (scans, flips and
+the per-chunk reductions), against 13–15 for the serial forward. Input-dependent dB and dC are
+summed over the program's channels on chip and added to float32 buffers with
+atomics (several channel blocks share a group); per-channel parameter
+gradients (dA, dD, d delta_bias, fixed dB/dC) are written per batch element
+and summed on the host, so they are deterministic. The adjoint carried
+between chunks (``Ā g`` at the chunk's first step) goes through a two-slot
+buffer like the scan forward's state.
+
+Arithmetic is float32 (float64 for float64 inputs, so the tests can
+``gradcheck`` the kernels); the state is never rounded to the input dtype.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+from . import checks, runtime
+
+#: Largest state size the kernels accept.
+MAX_N = 256
+#: Input dtypes (u, delta, z) the kernels take; float64 is for tests (gradcheck).
+INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+#: Keys of :func:`selective_scan`'s ``config``.
+CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "bwd_block_d", "bwd_block_t", "bwd_num_warps",
+               "bwd_flip")
+
+
+# ----------------------------------------------------------------------------- references
+def _expand_bc(name, X, batch, dim, L):
+    """B or C as a (batch or 1, dim or 1, N, L or 1) tensor for broadcasting."""
+    if X.dim() == 2:                                   # fixed (dim, N)
+        return X[None, :, :, None]
+    if X.dim() == 3:                                   # variable (batch, N, L)
+        return X[:, None]
+    G = X.shape[1]                                     # grouped (batch, G, N, L)
+    return X.repeat_interleave(dim // G, dim=1)
+
+
+def _prepare_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    acc = torch.float64 if u.dtype == torch.float64 else torch.float32
+    u, delta, A = u.to(acc), delta.to(acc), A.to(acc)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(acc)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    batch, dim, L = u.shape
+    B = _expand_bc("B", B.to(acc), batch, dim, L)
+    C = _expand_bc("C", C.to(acc), batch, dim, L)
+    return acc, u, delta, A, B, C
+
+
+def _finish_ref(y, u, D, z, out_dtype):
+    if D is not None:
+        y = y + D.to(y.dtype)[:, None] * u
+    if z is not None:
+        y = y * F.silu(z.to(y.dtype))
+    return y.to(out_dtype)
+
+
+def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                       return_last_state=False):
+    """The selective scan as a Python loop over time (readable, slow).
+
+    Same arguments and result as :func:`selective_scan`. Computes in float32
+    (float64 for float64 inputs); returns ``out`` in u's dtype and, if asked,
+    the last state ``(batch, dim, N)`` in float32 (float64).
+    """
+    acc, u_, dt, A_, B_, C_ = _prepare_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    batch, dim, L = u.shape
+    x = u_.new_zeros(batch, dim, A.shape[1])
+    ys = []
+    for t in range(L):
+        dA = torch.exp(dt[:, :, t, None] * A_)                                # Ā_t  (batch, dim, N)
+        Bt = B_[..., t if B_.shape[-1] > 1 else 0]
+        Ct = C_[..., t if C_.shape[-1] > 1 else 0]
+        x = dA * x + (dt[:, :, t] * u_[:, :, t])[..., None] * Bt             # x_t = Ā_t x_{t-1} + Δ_t B_t u_t
+        ys.append((x * Ct).sum(-1))                                          # C_t · x_t
+    y = torch.stack(ys, dim=-1) if L else u_.new_zeros(batch, dim, 0)
+    out = _finish_ref(y, u_, D, z, u.dtype)
+    return (out, x) if return_last_state else out
+
+
+def selective_scan_unfused(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                           return_last_state=False):
+    """The selective scan in unfused PyTorch: (batch, dim, L, N) tensors and a log-depth scan.
+
+    ``Ā`` and ``Δ B u`` are materialised for every (b, d, t, n); the linear
+    recurrence is solved by a Hillis–Steele scan, ``⌈log₂ L⌉`` rounds of
+    ``(a, b)[t] ← (a[t]·a[t−s], a[t]·b[t−s] + b[t])``. Products of Ā lie in
+    [0, 1], so no rounding can overflow (a log-space cumulative sum would
+    cancel catastrophically on long sequences). Differentiable by autograd,
+    which stores every round's tensors: this is the memory the fused kernel
+    avoids. Same arguments and result as :func:`selective_scan`.
+    """
+    acc, u_, dt, A_, B_, C_ = _prepare_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    L = u.shape[-1]
+    a = torch.exp(dt[..., None] * A_[:, None, :])                              # (batch, dim, L, N)
+    b = (dt * u_)[..., None] * B_.transpose(-1, -2)                            # (batch, dim, L, N)
+    s = 1
+    while s < L:
+        a, b = (torch.cat([a[:, :, :s], a[:, :, s:] * a[:, :, :-s]], dim=2),
+                torch.cat([b[:, :, :s], a[:, :, s:] * b[:, :, :-s] + b[:, :, s:]], dim=2))
+        s *= 2
+    y = (b * C_.transpose(-1, -2)).sum(-1)
+    out = _finish_ref(y, u_, D, z, u.dtype)
+    if return_last_state:
+        last = b[:, :, -1] if L else u_.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+        return out, last
+    return out
+
+
+# ----------------------------------------------------------------------------- Triton kernels
+@triton.jit
+def _scan_combine(a1, b1, a2, b2):
+    # (a1, b1) then (a2, b2): x -> a2 (a1 x + b1) + b2
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _reverse_combine(f_r, q_r, s_r, f_l, q_l, s_l):
+    # Reverse scan: the accumulated (later) segment R comes first, the earlier segment L second.
+    # A segment [i..j] is (F = Ā_i, Q = Π_{k=i+1..j} Ā_k, S = Σ_{k=i..j} Π_{m=i+1..k} Ā_m c_k).
+    m = q_l * f_r
+    return f_l, m * q_r, s_l + m * s_r
+
+
+@triton.jit
+def _softplus(x):
+    # max(x, 0) + log(1 + exp(-|x|)): no overflow for any x.
+    return tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))
+
+
+@triton.jit
+def _load_bc(var_ptrs, tmask, fixed_ptrs, dmask, VAR: tl.constexpr, EVEN_L: tl.constexpr, acc: tl.constexpr):
+    """B or C of state n for the chunk: a (BLOCK_D, BLOCK_T) tile, or a fixed (BLOCK_D, 1) column."""
+    if VAR:
+        if EVEN_L:
+            x = tl.load(var_ptrs).to(acc)
+        else:
+            x = tl.load(var_ptrs, mask=tmask, other=0.0).to(acc)
+    else:
+        x = tl.load(fixed_ptrs, mask=dmask, other=0.0).to(acc)[:, None]
+    return x
+
+
+@triton.jit
+def _selective_scan_fwd_kernel(
+        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, carry_ptr, states_ptr,
+        dim, L, N, dpg, n_dblocks, n_chunks, n_ckpt,
+        sB_b, sB_g, sB_n, sC_b, sC_g, sC_n,
+        VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+        HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, STORE_LAST: tl.constexpr,
+        STORE_STATES: tl.constexpr, CKPT: tl.constexpr, EVEN_L: tl.constexpr,
+        BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
+    # Program: batch element b, group g, channels blk*BLOCK_D ... of the group.
+    pid = tl.program_id(0)
+    blk = pid % n_dblocks
+    bg = pid // n_dblocks
+    G = dim // dpg
+    g = bg % G
+    b = bg // G
+    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)                   # channel within the group
+    dmask = dl < dpg
+    d = g * dpg + dl                                             # channel
+    rows = b.to(tl.int64) * dim + d                              # sequence index b·dim + d
+    acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
+    t_in = tl.arange(0, BLOCK_T)
+    # Every (BLOCK_D, BLOCK_T) tile of the program, including B and C broadcast over the
+    # channels, is addressed with the same pattern, so Triton gives them all one register
+    # layout (no layout conversions through shared memory in the loop).
+    zero_rows = rows[:, None] * 0
+    B_row = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + zero_rows
+    C_row = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + zero_rows
+    is_last_t = (t_in[None, :] == BLOCK_T - 1) & dmask[:, None]
+    # The carry between chunks lives in carry_ptr (batch, dim, 2, N), slot c % 2 written by
+    # chunk c (by the thread that holds its last step), read by every thread of the row in
+    # chunk c + 1, after the barrier that ends chunk c. Two slots: no thread of chunk c + 1
+    # can overwrite a value that a slower thread of chunk c has yet to read.
+    carry = carry_ptr + rows * 2 * N
+    # (A masked store whose offsets advance along the chunk like every other tile keeps the
+    # tile's register layout; only the element of the last step is written.)
+    last_off = (t_in - (BLOCK_T - 1))[None, :]
+    carry_t = carry_ptr + (rows * 2 * N)[:, None] + last_off
+
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+    for c in range(n_chunks):
+        tt = c * BLOCK_T + t_in
+        tmask = tt < L
+        m2 = dmask[:, None] & tmask[None, :]
+        offs = rows[:, None] * L + tt[None, :]
+        U = tl.load(u_ptr + offs, mask=m2, other=0.0).to(acc)
+        DT = tl.load(delta_ptr + offs, mask=m2, other=0.0).to(acc)
+        if HAS_BIAS:
+            DT += bias
+        if SOFTPLUS:
+            DT = _softplus(DT)
+        DT = tl.where(m2, DT, 0.0)                               # padding steps: Ā = 1, no input
+        DTU = DT * U
+        Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+        for n in range(N):
+            a2 = tl.load(A_ptr + d * N + n, mask=dmask, other=0.0).to(acc) * 1.4426950408889634
+            Bn = _load_bc(B_row + n * sB_n + tt[None, :], tmask[None, :], B_ptr + d * N + n, dmask, VAR_B, EVEN_L, acc)
+            Cn = _load_bc(C_row + n * sC_n + tt[None, :], tmask[None, :], C_ptr + d * N + n, dmask, VAR_C, EVEN_L, acc)
+            dA = tl.exp2(DT * a2[:, None])                       # Ā_t, the one exp per (b, d, t, n)
+            Ah, Bh = tl.associative_scan((dA, DTU * Bn), 1, _scan_combine)
+            x_in = tl.load(carry + ((c + 1) % 2) * N + n, mask=dmask & (c > 0), other=0.0)
+            xs = Ah * x_in[:, None] + Bh                          # x_t for the chunk
+            Y += Cn * xs
+            if STORE_LAST or c < n_chunks - 1:       # (no carry out of the last chunk)
+                tl.store(carry_t + (c % 2) * N + n, xs, mask=is_last_t)
+            if STORE_STATES:  # checkpoints for the backward: the state after every CKPT steps
+                is_ckpt = ((tt % CKPT) == CKPT - 1) & (tt < L)
+                tl.store(states_ptr + (rows[:, None] * n_ckpt + (tt // CKPT)[None, :]) * N + n, xs,
+                         mask=dmask[:, None] & is_ckpt[None, :])
+        if HAS_D:
+            Y += Dv * U
+        if HAS_Z:
+            Z = tl.load(z_ptr + offs, mask=m2, other=0.0).to(acc)
+            Y *= Z * tl.sigmoid(Z)
+        tl.store(out_ptr + offs, Y.to(out_ptr.dtype.element_ty), mask=m2)
+        tl.debug_barrier()                                      # the carry is visible to all threads
+
+
+@triton.jit
+def _selective_scan_fwd_serial_kernel(
+        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, states_ptr, scratch_ptr,
+        dim, L, N, dpg, n_dblocks, n_ckpt, sB_b, sB_g, sC_b, sC_g,
+        VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+        HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, STORE_LAST: tl.constexpr,
+        STORE_STATES: tl.constexpr, CKPT: tl.constexpr, EVEN_L: tl.constexpr, EVEN_N: tl.constexpr,
+        BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+    # The serial variant: a (BLOCK_D, BLOCK_N) state tile, a step at a time. Variable B and C
+    # come transposed, (batch, G, L, N), so that B_t is a contiguous vector.
+    pid = tl.program_id(0)
+    blk = pid % n_dblocks
+    bg = pid // n_dblocks
+    G = dim // dpg
+    g = bg % G
+    b = bg // G
+    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = dl < dpg
+    d = g * dpg + dl
+    rows = b.to(tl.int64) * dim + d
+    acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
+    ncol = tl.arange(0, BLOCK_N)[None, :]
+    t_in = tl.arange(0, BLOCK_T)
+    tcol = t_in[None, :]
+    if EVEN_N:
+        nmask = dmask[:, None]
+    else:
+        nmask = dmask[:, None] & (ncol < N)
+    zero_rows = rows[:, None] * 0
+    A2 = tl.load(A_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc) * 1.4426950408889634
+    if VAR_B:
+        B_row = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + ncol + zero_rows
+    else:
+        Bfix = tl.load(B_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
+    if VAR_C:
+        C_row = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + ncol + zero_rows
+    else:
+        Cfix = tl.load(C_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+    # Per chunk, Δ (bias, softplus) and Δ·u are computed once per (d, t) on the chunk's tile and
+    # parked in this program's scratch (L1/L2), from where each step reads its column; the
+    # threads that share a channel then do not repeat the softplus.
+    scr = scratch_ptr + pid.to(tl.int64) * (2 * BLOCK_D * BLOCK_T)
+    scr_tile = scr + (tl.arange(0, BLOCK_D) * BLOCK_T)[:, None] + tcol
+    scr_row = scr + tl.arange(0, BLOCK_D) * BLOCK_T
+    X = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
+    for k in range(0, L, BLOCK_T):
+        tt = k + t_in
+        tmask = tt < L
+        m2 = dmask[:, None] & tmask[None, :]
+        offs = rows[:, None] * L + tt[None, :]
+        U = tl.load(u_ptr + offs, mask=m2, other=0.0).to(acc)
+        DT = tl.load(delta_ptr + offs, mask=m2, other=0.0).to(acc)
+        if HAS_BIAS:
+            DT += bias
+        if SOFTPLUS:
+            DT = _softplus(DT)
+        DT = tl.where(m2, DT, 0.0)
+        tl.store(scr_tile, DT)
+        tl.store(scr_tile + BLOCK_D * BLOCK_T, DT * U)
+        tl.debug_barrier()
+        Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+        for j in tl.static_range(BLOCK_T):
+            dt = tl.load(scr_row + j)[:, None]
+            dtu = tl.load(scr_row + (BLOCK_D * BLOCK_T + j))[:, None]
+            if VAR_B:
+                if EVEN_L and EVEN_N:
+                    Bt = tl.load(B_row + (k + j) * N).to(acc)
+                else:
+                    Bt = tl.load(B_row + (k + j) * N, mask=(ncol < N) & (k + j < L), other=0.0).to(acc)
+            else:
+                Bt = Bfix
+            if VAR_C:
+                if EVEN_L and EVEN_N:
+                    Ct = tl.load(C_row + (k + j) * N).to(acc)
+                else:
+                    Ct = tl.load(C_row + (k + j) * N, mask=(ncol < N) & (k + j < L), other=0.0).to(acc)
+            else:
+                Ct = Cfix
+            X = tl.exp2(dt * A2) * X + dtu * Bt                    # the one exp per (b, d, t, n)
+            Y = tl.where(tcol == j, tl.sum(X * Ct, 1)[:, None], Y)
+        if STORE_STATES:
+            if (k + BLOCK_T) % CKPT == 0:
+                if k + BLOCK_T < L:
+                    tl.store(states_ptr + (rows[:, None] * n_ckpt + (k + BLOCK_T) // CKPT - 1) * N + ncol, X,
+                             mask=nmask)
+        if HAS_D:
+            Y += Dv * U
+        if HAS_Z:
+            Z = tl.load(z_ptr + offs, mask=m2, other=0.0).to(acc)
+            Y *= Z * tl.sigmoid(Z)
+        tl.store(out_ptr + offs, Y.to(out_ptr.dtype.element_ty), mask=m2)
+        tl.debug_barrier()                                       # before the scratch is overwritten
+    if STORE_LAST:
+        tl.store(last_ptr + rows[:, None] * N + ncol, X, mask=nmask)
+
+
+@triton.jit
+def _selective_scan_bwd_kernel(
+        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, kcarry_ptr,
+        du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+        dim, L, N, dpg, n_dblocks, n_chunks,
+        sB_b, sB_g, sB_n, sC_b, sC_g, sC_n,
+        VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+        HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN_L: tl.constexpr, FLIP: tl.constexpr,
+        BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+    pid = tl.program_id(0)
+    blk = pid % n_dblocks
+    bg = pid // n_dblocks
+    G = dim // dpg
+    g = bg % G
+    b = bg // G
+    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = dl < dpg
+    d = g * dpg + dl
+    rows = b.to(tl.int64) * dim + d
+    acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
+    t_in = tl.arange(0, BLOCK_T)
+    ncol = tl.arange(0, BLOCK_N)[None, :]
+    nmask = dmask[:, None] & (ncol < N)
+    zero_rows = rows[:, None] * 0                                # see the forward: one layout for all tiles
+    B_row = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + zero_rows
+    C_row = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + zero_rows
+    # dB, dC of input-dependent B, C: float32 (float64) buffers of B's and C's shape, contiguous.
+    dB_row = dB_ptr + b.to(tl.int64) * sB_b + g * sB_g
+    dC_row = dC_ptr + b.to(tl.int64) * sC_b + g * sC_g
+
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+    # The adjoint flowing into the chunk's last step from beyond it (Ā_T g_T, or d last_state
+    # for the last chunk) lives in kcarry_ptr (batch, dim, 2, N): iteration i reads slot
+    # (i + 1) % 2 and writes slot i % 2 (from the thread holding the chunk's first step);
+    # a barrier ends each iteration (see the forward's carry).
+    kcarry = kcarry_ptr + rows * 2 * N
+    # (the chunk's first step sits at tile position 0, or BLOCK_T - 1 in reversed order)
+    if FLIP:
+        kcarry_t = kcarry_ptr + (rows * 2 * N)[:, None] + (t_in - (BLOCK_T - 1))[None, :]
+        is_first_t = (t_in[None, :] == BLOCK_T - 1) & dmask[:, None]
+    else:
+        kcarry_t = kcarry_ptr + (rows * 2 * N)[:, None] + t_in[None, :]
+        is_first_t = (t_in[None, :] == 0) & dmask[:, None]
+    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
+    dB_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)             # fixed B only
+    dC_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)             # fixed C only
+    dD_acc = tl.zeros([BLOCK_D], dtype=acc)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=acc)
+    for i in range(n_chunks):
+        c = n_chunks - 1 - i
+        # Gradient tiles in "g order": reversed time when FLIP (then the adjoint, a suffix scan
+        # in time, is a cheap forward scan along the tile, and only the recomputed states are
+        # flipped), else time order (and the adjoint is a reverse=True scan, which Triton 3.6
+        # lowers as flip, scan, flip of all three carried values).
+        if FLIP:
+            tt = c * BLOCK_T + (BLOCK_T - 1 - t_in)
+        else:
+            tt = c * BLOCK_T + t_in
+        tmask = tt < L
+        m2 = dmask[:, None] & tmask[None, :]
+        offs = rows[:, None] * L + tt[None, :]
+        U = tl.load(u_ptr + offs, mask=m2, other=0.0).to(acc)
+        DTpre = tl.load(delta_ptr + offs, mask=m2, other=0.0).to(acc)
+        if HAS_BIAS:
+            DTpre += bias
+        if SOFTPLUS:
+            DT = _softplus(DTpre)
+        else:
+            DT = DTpre
+        DT = tl.where(m2, DT, 0.0)
+        DTU = DT * U
+        if FLIP:  # the same in time order, for recomputing the states
+            tt_f = c * BLOCK_T + t_in
+            tmask_f = tt_f < L
+            m2_f = dmask[:, None] & tmask_f[None, :]
+            offs_f = rows[:, None] * L + tt_f[None, :]
+            DT_f = tl.load(delta_ptr + offs_f, mask=m2_f, other=0.0).to(acc)
+            if HAS_BIAS:
+                DT_f += bias
+            if SOFTPLUS:
+                DT_f = _softplus(DT_f)
+            DT_f = tl.where(m2_f, DT_f, 0.0)
+            DTU_f = DT_f * tl.load(u_ptr + offs_f, mask=m2_f, other=0.0).to(acc)
+        DOUT = tl.load(dout_ptr + offs, mask=m2, other=0.0).to(acc)
+        if HAS_Z:
+            Z = tl.load(z_ptr + offs, mask=m2, other=0.0).to(acc)
+            sig = tl.sigmoid(Z)
+            DY = DOUT * Z * sig
+            Yacc = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+        else:
+            DY = DOUT
+        if not FLIP:
+            DT_rev = tl.flip(DT, 1)
+            DY_rev = tl.flip(DY, 1)
+        dU = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+        dDT = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+        for n in range(N):
+            a = tl.load(A_ptr + d * N + n, mask=dmask, other=0.0).to(acc)
+            a2 = (a * 1.4426950408889634)[:, None]
+            Bn = _load_bc(B_row + n * sB_n + tt[None, :], tmask[None, :], B_ptr + d * N + n, dmask, VAR_B, EVEN_L, acc)
+            Cn = _load_bc(C_row + n * sC_n + tt[None, :], tmask[None, :], C_ptr + d * N + n, dmask, VAR_C, EVEN_L, acc)
+            dA = tl.exp2(DT * a2)
+            bx = DTU * Bn
+            # recompute the states of the chunk from the checkpoint
+            x_in = tl.load(states_ptr + (rows * n_chunks + c - 1) * N + n, mask=dmask & (c > 0), other=0.0)
+            if FLIP:
+                Bn_f = _load_bc(B_row + n * sB_n + tt_f[None, :], tmask_f[None, :], B_ptr + d * N + n, dmask,
+                                VAR_B, EVEN_L, acc)
+                Ah, Bh = tl.associative_scan((tl.exp2(DT_f * a2), DTU_f * Bn_f), 1, _scan_combine)
+                xs = tl.flip(Ah * x_in.to(acc)[:, None] + Bh, 1)
+            else:
+                Ah, Bh = tl.associative_scan((dA, bx), 1, _scan_combine)
+                xs = Ah * x_in.to(acc)[:, None] + Bh
+            if HAS_Z:
+                Yacc += Cn * xs
+            # adjoint: g_t = C_t dy_t + Ā_{t+1} g_{t+1}, plus what flows in from the next chunk
+            if FLIP:
+                _, Qh, Sh = tl.associative_scan((dA, tl.full([BLOCK_D, BLOCK_T], 1.0, acc), Cn * DY), 1,
+                                                _reverse_combine)
+            else:
+                # tl.associative_scan(..., reverse=True) would flip all three carried values in and
+                # out (six flips, each ~20 instructions and 5 shuffles per element). Instead: Ā of the
+                # time-reversed Δ (a second exponential, cheaper than a flip), C dy flipped (or not
+                # at all for fixed C), a forward scan, and one flip of the result.
+                if VAR_C:
+                    cdy_rev = tl.flip(Cn * DY, 1)
+                else:
+                    cdy_rev = Cn * DY_rev
+                _, Qh, Sh = tl.associative_scan((tl.exp2(DT_rev * a2), tl.full([BLOCK_D, BLOCK_T], 1.0, acc),
+                                                 cdy_rev), 1, _reverse_combine)
+            k_n = tl.load(kcarry + ((i + 1) % 2) * N + n, mask=dmask, other=0.0)
+            gg = Sh + Qh * k_n[:, None]
+            if not FLIP:
+                gg = tl.flip(gg, 1)
+            tl.store(kcarry_t + (i % 2) * N + n, dA * gg, mask=is_first_t)
+            # gradients; xr = x_{t-1} Ā_t g_t
+            xr = (xs - bx) * gg
+            dU += gg * DT * Bn
+            dDT += gg * Bn * U + a[:, None] * xr
+            dA_acc = tl.where(ncol == n, dA_acc + tl.sum(DT * xr, 1)[:, None], dA_acc)
+            if VAR_B:
+                tl.atomic_add(dB_row + n * sB_n + tt, tl.sum(gg * DTU, 0), mask=tmask)
+            else:
+                dB_acc = tl.where(ncol == n, dB_acc + tl.sum(gg * DTU, 1)[:, None], dB_acc)
+            if VAR_C:
+                tl.atomic_add(dC_row + n * sC_n + tt, tl.sum(xs * DY, 0), mask=tmask)
+            else:
+                dC_acc = tl.where(ncol == n, dC_acc + tl.sum(xs * DY, 1)[:, None], dC_acc)
+        if HAS_D:
+            dU += DY * Dv
+            dD_acc += tl.sum(DY * U, 1)
+        if HAS_Z:
+            if HAS_D:
+                Yacc += Dv * U
+            dZ = DOUT * Yacc * sig * (1.0 + Z * (1.0 - sig))
+            tl.store(dz_ptr + offs, dZ.to(dz_ptr.dtype.element_ty), mask=m2)
+        if SOFTPLUS:
+            dDT = dDT * tl.sigmoid(DTpre)
+        dDT = tl.where(m2, dDT, 0.0)
+        dbias_acc += tl.sum(dDT, 1)
+        tl.store(du_ptr + offs, dU.to(du_ptr.dtype.element_ty), mask=m2)
+        tl.store(ddelta_ptr + offs, dDT.to(ddelta_ptr.dtype.element_ty), mask=m2)
+        tl.debug_barrier()
+    # per-channel parameter gradients of this batch element: (batch, dim, N) and (batch, dim)
+    pofs = rows[:, None] * N + ncol
+    tl.store(dA_ptr + pofs, dA_acc, mask=nmask)
+    if not VAR_B:
+        tl.store(dB_ptr + pofs, dB_acc, mask=nmask)
+    if not VAR_C:
+        tl.store(dC_ptr + pofs, dC_acc, mask=nmask)
+    if HAS_D:
+        tl.store(dD_ptr + rows, dD_acc, mask=dmask)
+    if HAS_BIAS:
+        tl.store(dbias_ptr + rows, dbias_acc, mask=dmask)
+
+
+@triton.jit
+def _selective_state_update_kernel(
+        state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
+        dim, N,
+        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    b = tl.program_id(0)
+    d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < dim
+    n = tl.arange(0, BLOCK_N)
+    nmask = n < N
+    m2 = dmask[:, None] & nmask[None, :]
+    acc = tl.float64 if x_ptr.dtype.element_ty == tl.float64 else tl.float32
+    row = b.to(tl.int64) * dim + d
+    sofs = row[:, None] * N + n[None, :]
+    S = tl.load(state_ptr + sofs, mask=m2, other=0.0).to(acc)
+    xv = tl.load(x_ptr + row, mask=dmask, other=0.0).to(acc)
+    dt = tl.load(dt_ptr + row, mask=dmask, other=0.0).to(acc)
+    if HAS_BIAS:
+        dt += tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=m2, other=0.0).to(acc)
+    Bv = tl.load(B_ptr + b.to(tl.int64) * N + n, mask=nmask, other=0.0).to(acc)
+    Cv = tl.load(C_ptr + b.to(tl.int64) * N + n, mask=nmask, other=0.0).to(acc)
+    S = tl.exp2(dt[:, None] * A * 1.4426950408889634) * S + (dt * xv)[:, None] * Bv[None, :]
+    tl.store(state_ptr + sofs, S.to(state_ptr.dtype.element_ty), mask=m2)
+    y = tl.sum(S * Cv[None, :], 1)
+    if HAS_D:
+        y += tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc) * xv
+    if HAS_Z:
+        zv = tl.load(z_ptr + row, mask=dmask, other=0.0).to(acc)
+        y *= zv * tl.sigmoid(zv)
+    tl.store(out_ptr + row, y.to(out_ptr.dtype.element_ty), mask=dmask)
+
+
+# ----------------------------------------------------------------------------- launch configs
+def _fwd_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, int]:
+    """(BLOCK_D, BLOCK_T, num_warps) of the "scan" forward (the "serial" one: 32, 16, 4).
+
+    In the interpreter: few, large programs and short chunks (its scan is a
+    Python loop per element). On the GPU: a first choice to be replaced by the
+    measured best of ``python -m ssmlib.bench selective --sweep``.
+    """
+    if runtime.INTERPRET:
+        return 8, min(16, triton.next_power_of_2(max(L, 1))), 1
+    bt = min(128, max(32, triton.next_power_of_2(max(L, 1))))
+    return 2048 // bt, bt, 8
+
+
+def _fwd_variant(N: int, L: int) -> str:
+    """Which forward kernel: ``"scan"`` (associative scan over time) or ``"serial"`` (a step at a time).
+
+    Serial: fewer instructions per (b, d, t, n) in the sm_90 code (about 13 against 19 to 30
+    for the scan, see the module docstring); to be confirmed by the sweep on the GPU. For
+    N < 4 the serial kernel's tiles are too thin (one state per thread: Triton moves the
+    per-step values through shared memory, 129 barriers per chunk at N = 1).
+    """
+    return "serial" if N >= 4 else "scan"
+
+
+def _serial_config(sequences: int, device) -> tuple[int, int]:
+    """(BLOCK_D, num_warps) of the serial forward: 8 channels per warp (Triton puts 8 rows × 4
+    lanes of the state tile in a warp for N >= 16); 4 warps, fewer when there would be fewer
+    than 4 programs per SM (one batch element of a small model: parallelism is scarce)."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    bd, nw = 32, 4
+    while bd > 8 and sequences // bd < 4 * sms:
+        bd, nw = bd // 2, nw // 2
+    return bd, nw
+
+
+def _bwd_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, int]:
+    """(BLOCK_D, BLOCK_T, num_warps) of the backward (more live tiles than the forward)."""
+    if runtime.INTERPRET:
+        return 8, min(16, triton.next_power_of_2(max(L, 1))), 1
+    return 4, min(128, max(16, triton.next_power_of_2(max(L, 1)))), 4
+
+
+def _check_pow2(name, v):
+    if v is not None and (not isinstance(v, int) or v < 1 or v & (v - 1)):
+        raise ValueError(f"{name} must be a power of two, got {v}")
+
+
+# ----------------------------------------------------------------------------- argument checks
+def _check_args(u, delta, A, B, C, D, z, delta_bias):
+    """Validate the selective scan's arguments; return (batch, dim, L, N, G, var_B, var_C)."""
+    checks.tensor("u", u, ndim=3, dtypes=INPUT_DTYPES)
+    batch, dim, L = u.shape
+    checks.tensor("delta", delta, ndim=3, dtypes=(u.dtype,))
+    checks.shape("delta", delta, (batch, dim, L))
+    checks.tensor("A", A, ndim=2)
+    if A.is_complex():
+        raise TypeError(f"A has dtype {A.dtype}: complex A is not supported (real A only, as in Mamba-1's "
+                        f"real-valued S6)")
+    checks.tensor("A", A, dtypes=checks.REAL_DTYPES)
+    N = A.shape[1]
+    checks.shape("A", A, (dim, N))
+    if N > MAX_N:
+        raise ValueError(f"A has state size N={N}; the kernels support N <= {MAX_N}")
+    groups = []
+    for name, X in (("B", B), ("C", C)):
+        checks.tensor(name, X, dtypes=checks.REAL_DTYPES)
+        if X.is_complex():
+            raise TypeError(f"{name} has dtype {X.dtype}: complex B and C are not supported")
+        if X.dim() == 2:
+            checks.shape(name, X, (dim, N))
+            groups.append(None)
+        elif X.dim() == 3:
+            checks.shape(name, X, (batch, N, None))
+            if X.shape[2] != L:
+                raise ValueError(f"{name} has sequence length {X.shape[2]} but u has L={L}")
+            groups.append(1)
+        elif X.dim() == 4:
+            G = X.shape[1]
+            checks.shape(name, X, (batch, G, N, None))
+            if X.shape[3] != L:
+                raise ValueError(f"{name} has sequence length {X.shape[3]} but u has L={L}")
+            if G < 1 or dim % G:
+                raise ValueError(f"{name} has G={G} groups, but dim={dim} is not divisible by G")
+            groups.append(G)
+        else:
+            raise ValueError(f"{name} must be (dim, N), (batch, N, L) or (batch, G, N, L); "
+                             f"got shape {tuple(X.shape)}")
+    if groups[0] is not None and groups[1] is not None and groups[0] != groups[1]:
+        raise ValueError(f"B has {groups[0]} groups but C has {groups[1]}")
+    G = groups[0] or groups[1] or 1
+    for name, v in (("D", D), ("delta_bias", delta_bias)):
+        if v is not None:
+            checks.tensor(name, v, ndim=1, dtypes=checks.REAL_DTYPES)
+            checks.shape(name, v, (dim,))
+    if z is not None:
+        checks.tensor("z", z, ndim=3, dtypes=(u.dtype,))
+        checks.shape("z", z, (batch, dim, L))
+    named = dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    for name, t in named.items():
+        if t is not None:
+            runtime.check_kernel_device(name, t)
+            if t.dim() and t.numel() and t.shape[-1] > 1 and t.stride(-1) != 1:
+                raise ValueError(f"{name} must be contiguous in its last dimension (call .contiguous() "
+                                 f"first); got strides {t.stride()} for shape {tuple(t.shape)}")
+    checks.same_device(**named)
+    return batch, dim, L, N, G, groups[0] is not None, groups[1] is not None
+
+
+def _bc_strides(X, var, N, L):
+    """(batch, group, state) strides of a contiguous variable B/C; zeros for fixed."""
+    if not var:
+        return 0, 0, 0
+    if X.dim() == 3:
+        return N * L, 0, L
+    return X.shape[1] * N * L, N * L, L
+
+
+# ----------------------------------------------------------------------------- launches
+def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states, config=None):
+    batch, dim, L, N, G, var_B, var_C = _check_args(u, delta, A, B, C, D, z, delta_bias)
+    u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
+    D = D.contiguous() if D is not None else None
+    z = z.contiguous() if z is not None else None
+    delta_bias = delta_bias.contiguous() if delta_bias is not None else None
+    acc = torch.float64 if u.dtype == torch.float64 else torch.float32
+    bd, bt, nw = _fwd_config(N, L, u.dtype)
+    if config:
+        bd, bt, nw = config.get("block_d") or bd, config.get("block_t") or bt, config.get("num_warps") or nw
+    for k, v in (("block_d", bd), ("block_t", bt), ("num_warps", nw)):
+        _check_pow2(k, v)
+    ckpt = (config or {}).get("bwd_block_t") or _bwd_config(N, L, u.dtype)[1]
+    _check_pow2("bwd_block_t", ckpt)
+    n_chunks, n_ckpt = triton.cdiv(L, bt), triton.cdiv(L, ckpt)
+    out = torch.empty_like(u)
+    carry = torch.zeros(batch, dim, 2, N, dtype=acc, device=u.device)     # the kernel's carry between chunks
+    states = torch.empty(batch, dim, n_ckpt, N, dtype=acc, device=u.device) if want_states else None
+    dpg = dim // G
+    if (config or {}).get("variant", _fwd_variant(N, L)) == "serial":
+        # chunks no longer than the checkpoint interval, so that checkpoints fall on chunk ends
+        bt = min((config or {}).get("block_t") or (8 if runtime.INTERPRET else 16), ckpt)
+        bd, nw = (8, 1) if runtime.INTERPRET else _serial_config(batch * dim, u.device)
+        bd = (config or {}).get("block_d") or bd
+        nw = (config or {}).get("num_warps") or nw
+        n_dblocks = triton.cdiv(dpg, bd)
+        last = torch.zeros(batch, dim, N, dtype=acc, device=u.device) if want_last else None
+        if batch * dim and L:
+            grid = batch * G * n_dblocks
+            scratch = torch.empty(grid * 2 * bd * bt, dtype=acc, device=u.device)
+            # (batch, [G,] L, N) copies in the arithmetic dtype: one contiguous vector per step
+            Bt = B.transpose(-1, -2).to(acc).contiguous() if var_B else B
+            Ct = C.transpose(-1, -2).to(acc).contiguous() if var_C else C
+            sB = (Bt.shape[1] * L * N if Bt.dim() == 4 else L * N, L * N) if var_B else (0, 0)
+            sC = (Ct.shape[1] * L * N if Ct.dim() == 4 else L * N, L * N) if var_C else (0, 0)
+            _selective_scan_fwd_serial_kernel[(grid,)](
+                u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
+                delta_bias if delta_bias is not None else u, out, last if last is not None else out,
+                states if states is not None else out, scratch,
+                dim, L, N, dpg, n_dblocks, n_ckpt, *sB, *sC,
+                VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
+                HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), STORE_LAST=want_last,
+                STORE_STATES=want_states, CKPT=ckpt, EVEN_L=L % bt == 0, EVEN_N=triton.next_power_of_2(N) == N,
+                BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=triton.next_power_of_2(N), num_warps=nw)
+        saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
+        return out, last, saved
+    n_dblocks = triton.cdiv(dpg, bd)
+    if batch * dim and L:
+        _selective_scan_fwd_kernel[(batch * G * n_dblocks,)](
+            u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
+            delta_bias if delta_bias is not None else u, out, carry, states if states is not None else out,
+            dim, L, N, dpg, n_dblocks, n_chunks, n_ckpt,
+            *_bc_strides(B, var_B, N, L), *_bc_strides(C, var_C, N, L),
+            VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
+            HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), STORE_LAST=want_last,
+            STORE_STATES=want_states, CKPT=ckpt, EVEN_L=L % bt == 0, BLOCK_D=bd, BLOCK_T=bt, num_warps=nw)
+    saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
+    last = carry[:, :, (n_chunks - 1) % 2] if want_last and L else carry[:, :, 0]
+    return out, (last.contiguous() if want_last else None), saved
+
+
+def _backward(saved, softplus, dout, dlast, config=None):
+    u, delta, A, B, C, D, z, delta_bias, states, (bt, G, var_B, var_C) = saved
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    acc = states.dtype
+    bd, _, nw = _bwd_config(N, L, u.dtype)
+    flip = False
+    if config:
+        bd, nw = config.get("bwd_block_d") or bd, config.get("bwd_num_warps") or nw
+        flip = config.get("bwd_flip", flip)
+    n_chunks = triton.cdiv(L, bt)
+    dout = dout.contiguous()
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dA = torch.empty(batch, dim, N, dtype=acc, device=u.device)
+    dB = torch.zeros(B.shape, dtype=acc, device=u.device) if var_B else torch.empty(batch, dim, N, dtype=acc,
+                                                                                   device=u.device)
+    dC = torch.zeros(C.shape, dtype=acc, device=u.device) if var_C else torch.empty(batch, dim, N, dtype=acc,
+                                                                                   device=u.device)
+    dD = torch.empty(batch, dim, dtype=acc, device=u.device) if D is not None else None
+    dbias = torch.empty(batch, dim, dtype=acc, device=u.device) if delta_bias is not None else None
+    dpg = dim // G
+    n_dblocks = triton.cdiv(dpg, bd)
+    kcarry = torch.zeros(batch, dim, 2, N, dtype=acc, device=u.device)
+    if dlast is not None:
+        kcarry[:, :, 1] = dlast
+    if batch * dim and L:
+        _selective_scan_bwd_kernel[(batch * G * n_dblocks,)](
+            u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
+            delta_bias if delta_bias is not None else u, dout, states,
+            kcarry,
+            du, ddelta, dz if dz is not None else du, dA, dB, dC,
+            dD if dD is not None else dA, dbias if dbias is not None else dA,
+            dim, L, N, dpg, n_dblocks, n_chunks,
+            *_bc_strides(B, var_B, N, L), *_bc_strides(C, var_C, N, L),
+            VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
+            HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), EVEN_L=L % bt == 0, FLIP=flip,
+            BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=triton.next_power_of_2(N), num_warps=nw)
+    else:
+        du.zero_(), ddelta.zero_(), dA.zero_(), dB.zero_(), dC.zero_()
+        for t in (dz, dD, dbias):
+            if t is not None:
+                t.zero_()
+    dA = dA.sum(0).to(A.dtype)
+    dB = (dB if var_B else dB.sum(0)).to(B.dtype)
+    dC = (dC if var_C else dC.sum(0)).to(C.dtype)
+    dD = dD.sum(0).to(D.dtype) if D is not None else None
+    dbias = dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
+    return du, ddelta, dA, dB, dC, dD, dz, dbias
+
+
+class _SelectiveScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, return_last_state, config):
+        need_grad = any(ctx.needs_input_grad[:8])
+        out, last, saved = _forward(u, delta, A, B, C, D, z, delta_bias, softplus,
+                                    want_last=return_last_state, want_states=need_grad, config=config)
+        if need_grad:
+            ctx.save_for_backward(*saved[:9])
+            ctx.meta = saved[9]
+            ctx.softplus, ctx.config = softplus, config
+            ctx.has = [t is not None for t in (D, z, delta_bias)]
+        if return_last_state:
+            return out, last
+        return out
+
+    @staticmethod
+    def backward(ctx, dout, *rest):
+        dlast = rest[0] if rest else None
+        u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+        saved = (u, delta, A, B, C, D, z, delta_bias, states, ctx.meta)
+        du, ddelta, dA, dB, dC, dD, dz, dbias = _backward(saved, ctx.softplus, dout, dlast, ctx.config)
+        return du, ddelta, dA, dB, dC, dD, dz, dbias, None, None, None
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   return_last_state=False, *, config=None):
+    """Mamba's selective scan (S6) with the fused Triton kernels; differentiable.
+
+    Args:
+        u: ``(batch, dim, L)`` input.
+        delta: ``(batch, dim, L)`` step sizes before bias and softplus; u's dtype.
+        A: ``(dim, N)`` real state matrix diagonals (negative for a stable system).
+        B, C: ``(batch, N, L)``, ``(batch, G, N, L)`` with G dividing dim, or ``(dim, N)``.
+        D: ``(dim,)`` skip connection, optional.
+        z: ``(batch, dim, L)`` gate, optional: ``out = y · silu(z)``; u's dtype.
+        delta_bias: ``(dim,)`` added to delta, optional.
+        delta_softplus: apply softplus to ``delta + delta_bias``.
+        return_last_state: also return the state after the last step.
+        config: optional dict overriding the launch configuration (benchmarks,
+            tests): ``block_d``, ``block_t``, ``num_warps`` of the forward;
+            ``bwd_block_d``, ``bwd_block_t`` (the backward's chunk, so also the
+            forward's checkpoint interval), ``bwd_num_warps`` of the backward
+            (powers of two) and ``bwd_flip`` (bool, see the backward kernel).
+
+    u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
+    delta_bias may have any real float dtype. Everything lives on
+    ``ssmlib.DEVICE`` and is contiguous in its last dimension.
+
+    Returns:
+        ``out (batch, dim, L)`` in u's dtype, and ``last_state (batch, dim, N)``
+        in float32 (float64 for float64 inputs) if asked.
+    """
+    if config is not None:
+        for k in config:
+            if k not in CONFIG_KEYS:
+                raise ValueError(f"config has unknown key {k!r}")
+        for k, v in config.items():
+            if k not in ("bwd_flip", "variant"):
+                _check_pow2(k, v)
+        if config.get("variant", "scan") not in ("scan", "serial"):
+            raise ValueError(f"config variant must be 'scan' or 'serial', got {config['variant']!r}")
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
+                                       for t in (u, delta, A, B, C, D, z, delta_bias)):
+        _check_args(u, delta, A, B, C, D, z, delta_bias)
+        return _SelectiveScan.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
+                                    bool(return_last_state), config)
+    out, last, _ = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                            want_last=return_last_state, want_states=False, config=config)
+    return (out, last) if return_last_state else out
+
+
+def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, *,
+                           block_d=None, num_warps=None):
+    """One recurrent step of the selective scan (decoding); updates ``state`` in place.
+
+    Args:
+        state: ``(batch, dim, N)`` float32, float16 or bfloat16; overwritten with the new state.
+        x, dt, z: ``(batch, dim)`` input, step size (before bias and softplus), gate (optional).
+        A: ``(dim, N)`` real.  B, C: ``(batch, N)``.  D, dt_bias: ``(dim,)``, optional.
+
+    Arithmetic in float32 (float64 for float64). Returns ``out (batch, dim)`` in x's dtype.
+    """
+    checks.tensor("state", state, ndim=3, dtypes=INPUT_DTYPES)
+    batch, dim, N = state.shape
+    checks.tensor("x", x, ndim=2, dtypes=INPUT_DTYPES)
+    checks.shape("x", x, (batch, dim))
+    checks.tensor("dt", dt, ndim=2, dtypes=(x.dtype,))
+    checks.shape("dt", dt, (batch, dim))
+    checks.tensor("A", A, ndim=2)
+    if A.is_complex():
+        raise TypeError(f"A has dtype {A.dtype}: complex A is not supported")
+    checks.tensor("A", A, dtypes=checks.REAL_DTYPES)
+    checks.shape("A", A, (dim, N))
+    if N > MAX_N:
+        raise ValueError(f"state has N={N}; the kernel supports N <= {MAX_N}")
+    for name, X in (("B", B), ("C", C)):
+        checks.tensor(name, X, ndim=2, dtypes=checks.REAL_DTYPES)
+        checks.shape(name, X, (batch, N))
+    for name, v in (("D", D), ("dt_bias", dt_bias)):
+        if v is not None:
+            checks.tensor(name, v, ndim=1, dtypes=checks.REAL_DTYPES)
+            checks.shape(name, v, (dim,))
+    if z is not None:
+        checks.tensor("z", z, ndim=2, dtypes=(x.dtype,))
+        checks.shape("z", z, (batch, dim))
+    named = dict(state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias)
+    for name, t in named.items():
+        if t is not None:
+            runtime.check_kernel_device(name, t)
+            checks.contiguous(name, t)
+    checks.same_device(**named)
+    _check_pow2("block_d", block_d)
+    _check_pow2("num_warps", num_warps)
+    out = torch.empty_like(x)
+    BN = triton.next_power_of_2(N)
+    bd = block_d or (64 if runtime.INTERPRET else max(1, min(64, 2048 // BN)))
+    nw = num_warps or (1 if runtime.INTERPRET else 4)
+    if batch * dim:
+        _selective_state_update_kernel[(batch, triton.cdiv(dim, bd))](
+            state, x, dt, A, B, C, D if D is not None else x, z if z is not None else x,
+            dt_bias if dt_bias is not None else x, out, dim, N,
+            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
+            SOFTPLUS=bool(dt_softplus), BLOCK_D=bd, BLOCK_N=BN, num_warps=nw)
+    return out
+
+
+def selective_state_update_ref(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False):
+    """:func:`selective_state_update` in PyTorch (float32, float64 for float64); updates ``state`` in place."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    dt = dt.to(acc)
+    if dt_bias is not None:
+        dt = dt + dt_bias.to(acc)
+    if dt_softplus:
+        dt = F.softplus(dt)
+    s = torch.exp(dt[..., None] * A.to(acc)) * state.to(acc) + (dt * x.to(acc))[..., None] * B.to(acc)[:, None]
+    state.copy_(s.to(state.dtype))
+    y = (s * C.to(acc)[:, None]).sum(-1)
+    if D is not None:
+        y = y + D.to(acc) * x.to(acc)
+    if z is not None:
+        y = y * F.silu(z.to(acc))
+    return y.to(x.dtype)

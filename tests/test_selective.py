@@ -1,0 +1,504 @@
+"""selective_scan (fused Triton forward and backward), the unfused PyTorch scan and
+selective_state_update against selective_scan_ref, the float64 loop.
+
+Inputs are fresh random per test (seeded from the test's name): A = -0.5·rand,
+delta = 0.5·rand, the rest randn.
+
+Tolerances, ``|x - ref| <= atol·max(1, max|ref|) + rtol·|ref|`` elementwise
+(atol is relative to the largest reference value once that exceeds 1, since
+gradients of B and C are sums over channels and time):
+
+* float64 inputs (kernels in float64): rtol = atol = 1e-10 for everything.
+* float32 inputs, output and last state: rtol 6e-4, atol 2e-3; du twice that,
+  d delta rtol 3e-3 / atol 2e-2 (5× / 10×), the other gradients rtol = atol = 1e-3.
+* bfloat16 / float16 inputs (float32 state): compared with the float64 reference
+  run on the same rounded inputs; output rtol = atol = 1e-2 (bf16) and 5e-3 (fp16),
+  the only rounding being the output's; gradients rtol = atol = 3e-2 (bf16), 1e-2 (fp16).
+
+On the CPU the kernels run through the Triton interpreter: small shapes
+(L ∈ {1, 7, 33}, odd dim, N ∈ {1, 4, 16}). The full matrix of the issue
+(L up to 4096, N up to 64, every option) is marked ``gpu``.
+"""
+import itertools
+
+import pytest
+import torch
+
+import ssmlib
+from ssmlib.selective import (selective_scan, selective_scan_ref, selective_scan_unfused,
+                              selective_state_update, selective_state_update_ref)
+
+DEV = ssmlib.DEVICE
+GPU = DEV == "cuda"
+OPTS = ("D", "z", "delta_bias")
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def make(batch, dim, L, N, kind="var", G=1, dtype=torch.float64, opts=OPTS, device=DEV):
+    """Random inputs as a dict of the scan's tensor arguments (absent options are None)."""
+    t = dict(u=torch.randn(batch, dim, L, dtype=torch.float64),
+             delta=0.5 * torch.rand(batch, dim, L, dtype=torch.float64),
+             A=-0.5 * torch.rand(dim, N, dtype=torch.float64))
+    if kind == "fixed":
+        t["B"], t["C"] = torch.randn(dim, N, dtype=torch.float64), torch.randn(dim, N, dtype=torch.float64)
+    elif kind == "var":
+        t["B"], t["C"] = (torch.randn(batch, N, L, dtype=torch.float64) for _ in "BC")
+    else:
+        t["B"], t["C"] = (torch.randn(batch, G, N, L, dtype=torch.float64) for _ in "BC")
+    t["D"] = torch.randn(dim, dtype=torch.float64) if "D" in opts else None
+    t["z"] = torch.randn(batch, dim, L, dtype=torch.float64) if "z" in opts else None
+    t["delta_bias"] = torch.randn(dim, dtype=torch.float64) if "delta_bias" in opts else None
+    return {k: (v.to(device=device, dtype=dtype) if v is not None else None) for k, v in t.items()}
+
+
+def call(fn, t, softplus=True, last=True, **kw):
+    return fn(t["u"], t["delta"], t["A"], t["B"], t["C"], D=t["D"], z=t["z"], delta_bias=t["delta_bias"],
+              delta_softplus=softplus, return_last_state=last, **kw)
+
+
+def assert_close(x, ref, rtol, atol, what=""):
+    x, ref = x.double(), ref.double()
+    scale = max(1.0, ref.abs().max().item()) if ref.numel() else 1.0
+    err = (x - ref).abs() - (atol * scale + rtol * ref.abs())
+    assert x.shape == ref.shape, what
+    assert torch.isfinite(x).all(), f"{what}: not finite"
+    assert (err <= 0).all(), f"{what}: max abs error {(x - ref).abs().max().item():.3g} (scale {scale:.3g})"
+
+
+def as64(t):
+    return {k: (v.detach().double() if v is not None else None) for k, v in t.items()}
+
+
+# ------------------------------------------------------------------ forward, CPU (interpreter)
+@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
+@pytest.mark.parametrize("L", [1, 7, 33])
+@pytest.mark.parametrize("N", [1, 4, 16])
+def test_forward_float64_matches_reference(kind, G, L, N):
+    t = make(2, 6 if G == 2 else 5, L, N, kind, G)
+    out, last = call(selective_scan, t)
+    ref, ref_last = call(selective_scan_ref, t)
+    assert out.dtype == torch.float64 and last.shape == (t["u"].shape[0], t["u"].shape[1], N)
+    assert_close(out, ref, 1e-10, 1e-10, "out")
+    assert_close(last, ref_last, 1e-10, 1e-10, "last state")
+
+
+@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
+@pytest.mark.parametrize("L", [7, 33])
+def test_forward_scan_variant_float64(kind, G, L):
+    """The other forward kernel (associative scan over time chunks), see ssmlib.selective."""
+    t = make(2, 6, L, 4, kind, G)
+    out, last = call(selective_scan, t, config=dict(variant="scan"))
+    ref, ref_last = call(selective_scan_ref, t)
+    assert_close(out, ref, 1e-10, 1e-10, "out")
+    assert_close(last, ref_last, 1e-10, 1e-10, "last state")
+
+
+@pytest.mark.parametrize("opts", [o for k in range(4) for o in itertools.combinations(OPTS, k)])
+@pytest.mark.parametrize("softplus", [False, True])
+def test_forward_every_option(opts, softplus):
+    t = make(2, 3, 9, 3, "var", opts=opts)
+    out = call(selective_scan, t, softplus=softplus, last=False)
+    assert_close(out, call(selective_scan_ref, t, softplus=softplus, last=False), 1e-10, 1e-10)
+
+
+@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 3), ("fixed", 1)])
+def test_forward_float32(kind, G):
+    t = make(3, 9, 21, 4, kind, G, dtype=torch.float32)
+    out, last = call(selective_scan, t)
+    ref, ref_last = call(selective_scan_ref, as64(t))
+    assert out.dtype == torch.float32 and last.dtype == torch.float32
+    assert_close(out, ref, 6e-4, 2e-3, "out")
+    assert_close(last, ref_last, 6e-4, 2e-3, "last state")
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 1e-2), (torch.float16, 5e-3)])
+def test_forward_half_inputs_float32_state(dtype, tol):
+    t = make(2, 5, 19, 4, "var", dtype=dtype)
+    out, last = call(selective_scan, t)
+    ref, ref_last = call(selective_scan_ref, as64(t))
+    assert out.dtype == dtype and last.dtype == torch.float32
+    assert_close(out, ref, tol, tol, "out")
+    assert_close(last, ref_last, 1e-5, 1e-5, "last state (float32, not rounded)")
+
+
+@pytest.mark.parametrize("cfg", [dict(block_d=1, block_t=2), dict(block_d=2, block_t=4), dict(block_d=16, block_t=64),
+                                 dict(variant="scan", block_d=1, block_t=2),
+                                 dict(variant="scan", block_d=16, block_t=64),
+                                 dict(variant="serial", block_d=4, block_t=1, bwd_block_t=1)])
+def test_launch_configs_agree(cfg):
+    """Chunks of any length and channel blocks that straddle the end give the same answer."""
+    t = make(2, 6, 13, 3, "grouped", 2)
+    out, last = call(selective_scan, t, config=cfg)
+    ref, ref_last = call(selective_scan_ref, t)
+    assert_close(out, ref, 1e-10, 1e-10)
+    assert_close(last, ref_last, 1e-10, 1e-10)
+
+
+def test_unfused_matches_reference():
+    for kind, G, L in (("var", 1, 1), ("grouped", 2, 13), ("fixed", 1, 40)):
+        t = make(2, 4, L, 5, kind, G)
+        out, last = call(selective_scan_unfused, t)
+        ref, ref_last = call(selective_scan_ref, t)
+        assert_close(out, ref, 1e-10, 1e-10, kind)
+        assert_close(last, ref_last, 1e-10, 1e-10, kind)
+
+
+def test_empty_sequence():
+    t = make(2, 3, 0, 4)
+    out, last = call(selective_scan, t)
+    assert out.shape == (2, 3, 0) and torch.equal(last, torch.zeros_like(last))
+
+
+def test_kernel_writes_every_output():
+    """Poisoned output buffers: the kernel must overwrite all of them."""
+    t = make(3, 7, 11, 2, "var", dtype=torch.float32)
+    real_empty = torch.empty
+    try:
+        torch.empty = lambda *a, **k: real_empty(*a, **k).fill_(float("nan"))
+        out, last = call(selective_scan, t)
+    finally:
+        torch.empty = real_empty
+    assert torch.isfinite(out).all() and torch.isfinite(last).all()
+
+
+# ------------------------------------------------------------------ backward, CPU (interpreter)
+def grads(fn, t, softplus=True, seed=0, with_outputs=False, wdtype=None):
+    """Gradients of a fixed random projection of (out, last state) for every tensor argument
+    (the projection of out rounded to ``wdtype`` first, so a half-precision run and its float64
+    reference see the same d out)."""
+    leaves = {k: (v.detach().clone().requires_grad_() if v is not None else None) for k, v in t.items()}
+    out, last = call(fn, leaves, softplus=softplus)
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    w = torch.randn(out.shape, generator=g, dtype=torch.float64).to(wdtype or out.dtype).to(out.device, out.dtype)
+    wl = torch.randn(last.shape, generator=g, dtype=torch.float64).to(last.device, last.dtype)
+    loss = (out * w).sum() + (last * wl).sum()
+    names = [k for k in NAMES if leaves[k] is not None]
+    res = dict(zip(names, torch.autograd.grad(loss, [leaves[k] for k in names])))
+    return (res, out.detach(), last.detach()) if with_outputs else res
+
+
+@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
+@pytest.mark.parametrize("L,N", [(1, 4), (7, 1), (33, 4), (32, 2)])
+def test_backward_float64_matches_reference(kind, G, L, N):
+    t = make(2, 4, L, N, kind, G)
+    got, want = grads(selective_scan, t), grads(selective_scan_ref, t)
+    for k in want:
+        assert got[k].dtype == want[k].dtype
+        assert_close(got[k], want[k], 1e-10, 1e-10, k)
+
+
+@pytest.mark.parametrize("opts", [(), ("D",), ("z",), ("delta_bias",)])
+@pytest.mark.parametrize("softplus", [False, True])
+def test_backward_option_subsets(opts, softplus):
+    t = make(1, 3, 10, 2, "var", opts=opts)
+    got, want = grads(selective_scan, t, softplus), grads(selective_scan_ref, t, softplus)
+    assert set(got) == {"u", "delta", "A", "B", "C", *opts}
+    for k in want:
+        assert_close(got[k], want[k], 1e-10, 1e-10, k)
+
+
+def test_backward_chunk_boundaries():
+    """Several chunks: the checkpointed states and the adjoint carry cross them."""
+    t = make(1, 3, 23, 3, "grouped", 3)
+    leaves = {k: v.clone().requires_grad_() for k, v in t.items()}
+    out, last = call(selective_scan, leaves, config=dict(block_t=4, block_d=2))
+    (out.sum() + last.sum()).backward()
+    leaves2 = {k: v.clone().requires_grad_() for k, v in t.items()}
+    out2, last2 = call(selective_scan_ref, leaves2)
+    (out2.sum() + last2.sum()).backward()
+    for k in NAMES:
+        assert_close(leaves[k].grad, leaves2[k].grad, 1e-10, 1e-10, k)
+
+
+@pytest.mark.parametrize("cfg", [dict(block_t=4, bwd_block_t=8, bwd_block_d=2), dict(block_t=16, bwd_block_t=2),
+                                 dict(block_t=8, bwd_block_t=8, bwd_flip=True),
+                                 dict(variant="scan", block_t=4, bwd_block_t=8),
+                                 dict(variant="scan", block_t=16, bwd_block_t=4)])
+def test_backward_checkpoint_interval(cfg):
+    """The forward's chunk and the backward's (the checkpoint interval) may differ; both adjoint scans agree."""
+    t = make(2, 4, 21, 3, "grouped", 2)
+    got = grads(lambda *a, **k: selective_scan(*a, **k, config=cfg), t)
+    want = grads(selective_scan_ref, t)
+    for k in want:
+        assert_close(got[k], want[k], 1e-10, 1e-10, k)
+
+
+def test_gradcheck():
+    t = make(1, 2, 3, 2, "var")
+    leaves = [t[k].clone().requires_grad_() for k in NAMES]
+
+    def f(*a):
+        out, last = selective_scan(*a[:5], D=a[5], z=a[6], delta_bias=a[7], delta_softplus=True,
+                                   return_last_state=True, config=dict(block_t=2))
+        return out, last
+
+    assert torch.autograd.gradcheck(f, leaves, eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
+def test_backward_float32(kind, G):
+    t = make(2, 6, 17, 4, kind, G, dtype=torch.float32)
+    got, want = grads(selective_scan, t), grads(selective_scan_ref, as64(t))
+    tol = dict(u=(1.2e-3, 4e-3), delta=(3e-3, 2e-2))
+    for k in want:
+        assert got[k].dtype == torch.float32
+        assert_close(got[k], want[k], *tol.get(k, (1e-3, 1e-3)), k)
+
+
+# ------------------------------------------------------------------ decoding step
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_state_update_matches_reference(dtype):
+    batch, dim, N = 3, 37, 5
+    t = make(batch, dim, 1, N, "var", dtype=dtype)
+    state = torch.randn(batch, dim, N, dtype=dtype, device=DEV)
+    args = (t["u"][..., 0], t["delta"][..., 0], t["A"], t["B"][..., 0], t["C"][..., 0])
+    kw = dict(D=t["D"], z=t["z"][..., 0], dt_bias=t["delta_bias"], dt_softplus=True)
+    s1, s2 = state.clone(), state.clone()
+    out = selective_state_update(s1, *args, **kw)
+    ref = selective_state_update_ref(s2, *args, **kw)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert_close(out, ref, tol, tol, "out")
+    assert_close(s1, s2, tol, tol, "state updated in place")
+
+
+def test_state_update_steps_equal_the_scan():
+    """L decoding steps from a zero state reproduce the scan's output and last state."""
+    batch, dim, L, N = 2, 5, 6, 3
+    t = make(batch, dim, L, N, "var")
+    out, last = call(selective_scan, t)
+    state = torch.zeros(batch, dim, N, dtype=torch.float64, device=DEV)
+    for k in range(L):
+        y = selective_state_update(state, t["u"][..., k].contiguous(), t["delta"][..., k].contiguous(), t["A"],
+                                   t["B"][..., k].contiguous(), t["C"][..., k].contiguous(), D=t["D"],
+                                   z=t["z"][..., k].contiguous(), dt_bias=t["delta_bias"], dt_softplus=True)
+        assert_close(y, out[..., k], 1e-12, 1e-12, f"step {k}")
+    assert_close(state, last, 1e-12, 1e-12, "state")
+
+
+def test_state_update_half_state():
+    state = torch.randn(2, 4, 3, dtype=torch.bfloat16, device=DEV)
+    t = make(2, 4, 1, 3, "var", dtype=torch.bfloat16)
+    args = (t["u"][..., 0], t["delta"][..., 0], t["A"].float(), t["B"][..., 0], t["C"][..., 0])
+    s1, s2 = state.clone(), state.clone()
+    out = selective_state_update(s1, *args)
+    ref = selective_state_update_ref(s2, *args)
+    assert out.dtype == torch.bfloat16 and s1.dtype == torch.bfloat16
+    assert_close(out, ref, 1e-2, 1e-2)
+    assert_close(s1, s2, 1e-2, 1e-2)
+
+
+# ------------------------------------------------------------------ bad input
+def _good():
+    return make(2, 4, 5, 3, "var", dtype=torch.float32)
+
+
+@pytest.mark.parametrize("name,bad,exc,match", [
+    ("B", lambda t: torch.randn(2, 3, 3, 5, device=DEV), ValueError, "dim=4 is not divisible by G"),
+    ("A", lambda t: t["A"].to(torch.complex64), TypeError, "complex A"),
+    ("delta", lambda t: t["delta"].double(), TypeError, "delta has dtype"),
+    ("z", lambda t: t["z"].bfloat16(), TypeError, "z has dtype"),
+    ("u", lambda t: t["u"].int(), TypeError, "u has dtype"),
+    ("B", lambda t: t["B"][..., :4], ValueError, "B has sequence length 4 but u has L=5"),
+    ("C", lambda t: torch.randn(2, 3, 6, device=DEV), ValueError, "C has sequence length 6"),
+    ("delta", lambda t: t["delta"][..., :4], ValueError, "delta must have shape"),
+    ("u", lambda t: t["u"].transpose(1, 2).contiguous().transpose(1, 2), ValueError,
+     "u must be contiguous in its last dimension"),
+    ("B", lambda t: t["B"].transpose(1, 2).contiguous().transpose(1, 2), ValueError,
+     "B must be contiguous in its last dimension"),
+    ("A", lambda t: t["A"][:3], ValueError, "A must have shape"),
+    ("D", lambda t: t["D"][:3], ValueError, "D must have shape"),
+    ("delta_bias", lambda t: t["delta_bias"][None], ValueError, "delta_bias must have 1 dims"),
+    ("B", lambda t: torch.randn(4, 3, 1, 1, 1, device=DEV), ValueError, "B must be"),
+    ("u", lambda t: t["u"].cpu().numpy(), TypeError, "u must be a torch.Tensor"),
+])
+def test_bad_input_names_the_argument(name, bad, exc, match):
+    t = _good()
+    t[name] = bad(t)
+    with pytest.raises(exc, match=match):
+        call(selective_scan, t)
+
+
+def test_wrong_device():
+    other = "cpu" if GPU else "meta"
+    t = _good()
+    t["C"] = t["C"].to(other)
+    with pytest.raises(ValueError, match="C is on"):
+        call(selective_scan, t)
+
+
+def test_bad_config():
+    t = _good()
+    with pytest.raises(ValueError, match="block_t must be a power of two"):
+        call(selective_scan, t, config=dict(block_t=3))
+    with pytest.raises(ValueError, match="unknown key"):
+        call(selective_scan, t, config=dict(chunk=4))
+    with pytest.raises(ValueError, match="variant"):
+        call(selective_scan, t, config=dict(variant="fast"))
+
+
+def test_state_update_bad_input():
+    state = torch.zeros(2, 4, 3, device=DEV)
+    x = torch.randn(2, 4, device=DEV)
+    A, B = -torch.rand(4, 3, device=DEV), torch.randn(2, 3, device=DEV)
+    with pytest.raises(ValueError, match="B must have shape"):
+        selective_state_update(state, x, x, A, B[:, :2], B)
+    with pytest.raises(TypeError, match="dt has dtype"):
+        selective_state_update(state, x, x.double(), A, B, B)
+    with pytest.raises(ValueError, match="state must be contiguous"):
+        selective_state_update(state.transpose(0, 1).contiguous().transpose(0, 1), x, x, A, B, B)
+
+
+# ------------------------------------------------------------------ GPU: the full matrix
+GPU_KINDS = [("var", 1), ("grouped", 1), ("grouped", 2), ("fixed", 1)]
+GPU_OPTS = [(), OPTS, ("D",), ("z", "delta_bias")]
+
+
+GPU_MATRIX = ([(kind, G, OPTS, True, L, N) for kind, G in GPU_KINDS for L in (1, 7, 128, 1000, 4096)
+               for N in (1, 4, 16, 64)]
+              + [(kind, G, opts, sp, 1000, 16) for kind, G in GPU_KINDS for opts in GPU_OPTS for sp in (False, True)
+                 if not (opts == OPTS and sp)])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind,G,opts,softplus,L,N", GPU_MATRIX)
+def test_gpu_forward_backward_float32(kind, G, opts, softplus, L, N):
+    t = make(2, 6 * 67 if G == 2 else 401, L, N, kind, G, dtype=torch.float32, opts=opts)  # dim not a block multiple
+    got, out, last = grads(selective_scan, t, softplus, with_outputs=True)
+    want, ref, ref_last = grads(selective_scan_ref, as64(t), softplus, with_outputs=True)
+    assert_close(out, ref, 6e-4, 2e-3, "out")
+    assert_close(last, ref_last, 6e-4, 2e-3, "last")
+    tol = dict(u=(1.2e-3, 4e-3), delta=(3e-3, 2e-2))
+    for k in want:
+        assert_close(got[k], want[k], *tol.get(k, (1e-3, 1e-3)), k)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind,G", GPU_KINDS)
+@pytest.mark.parametrize("L", [7, 1000, 4096])
+@pytest.mark.parametrize("N", [4, 16, 64])
+def test_gpu_scan_variant_float32(kind, G, L, N):
+    """The associative-scan forward (the default is the serial one)."""
+    t = make(2, 6 * 67 if G == 2 else 401, L, N, kind, G, dtype=torch.float32)
+    out, last = call(selective_scan, t, config=dict(variant="scan"))
+    ref, ref_last = call(selective_scan_ref, as64(t))
+    assert_close(out, ref, 6e-4, 2e-3, "out")
+    assert_close(last, ref_last, 6e-4, 2e-3, "last")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind,G", GPU_KINDS)
+@pytest.mark.parametrize("L", [7, 1000])
+@pytest.mark.parametrize("N", [4, 16])
+def test_gpu_float64(kind, G, L, N):
+    t = make(2, 2 * 67 if G == 2 else 131, L, N, kind, G)     # dim not a block multiple
+    got, out, last = grads(selective_scan, t, with_outputs=True)
+    want, ref, ref_last = grads(selective_scan_ref, t, with_outputs=True)
+    assert_close(out, ref, 1e-10, 1e-10, "out")
+    assert_close(last, ref_last, 1e-10, 1e-10, "last")
+    for k in want:
+        assert_close(got[k], want[k], 1e-9, 1e-9, k)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol,gtol", [(torch.bfloat16, 1e-2, 3e-2), (torch.float16, 5e-3, 1e-2)])
+@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
+@pytest.mark.parametrize("L,N", [(128, 16), (4096, 16), (1000, 64)])
+def test_gpu_half_inputs(dtype, tol, gtol, kind, G, L, N):
+    t = make(2, 258, L, N, kind, G, dtype=dtype)
+    t["A"], t["D"], t["delta_bias"] = t["A"].float(), t["D"].float(), t["delta_bias"].float()  # Mamba's weights
+    got, out, last = grads(selective_scan, t, with_outputs=True, wdtype=dtype)
+    want, ref, ref_last = grads(selective_scan_ref, as64(t), with_outputs=True, wdtype=dtype)
+    assert out.dtype == dtype and last.dtype == torch.float32
+    assert_close(out, ref, tol, tol, "out")
+    assert_close(last, ref_last, 6e-4, 2e-3, "last (float32)")
+    for k in want:
+        assert_close(got[k], want[k], gtol, gtol, k)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", [dict(variant=v, block_d=bd, block_t=bt, num_warps=nw)
+                                 for v, bd, bt, nw in __import__("ssmlib.bench.selective").bench.selective.FWD_CONFIGS])
+def test_gpu_every_launch_config(cfg):
+    """Every forward configuration the sweep times, on sizes that are not block multiples."""
+    t = make(3, 6 * 50, 1000, 16, "grouped", 2, dtype=torch.bfloat16)
+    out, last = call(selective_scan, t, config=cfg)
+    ref, ref_last = call(selective_scan_ref, as64(t))
+    assert_close(out, ref, 1e-2, 1e-2, "out")
+    assert_close(last, ref_last, 6e-4, 2e-3, "last")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cfg", [dict(bwd_block_t=bt, bwd_block_d=bd, bwd_num_warps=nw, bwd_flip=f)
+                                 for bt, bd, nw, f in __import__("ssmlib.bench.selective").bench.selective.BWD_CONFIGS])
+def test_gpu_every_backward_config(cfg):
+    t = make(2, 6 * 50, 1000, 16, "grouped", 2, dtype=torch.float32)
+    got, want = grads(lambda *a, **k: selective_scan(*a, **k, config=cfg), t), grads(selective_scan_ref, as64(t))
+    tol = dict(u=(1.2e-3, 4e-3), delta=(3e-3, 2e-2))
+    for k in want:
+        assert_close(got[k], want[k], *tol.get(k, (1e-3, 1e-3)), k)
+
+
+@pytest.mark.gpu
+def test_gpu_long_sequence_stays_finite_and_matches():
+    """L = 1,000,000: the fused scan against the unfused log-depth scan in float64."""
+    batch, dim, L, N = 1, 4, 1_000_000, 4
+    t = make(batch, dim, L, N, "var", dtype=torch.float32)
+    out, last = call(selective_scan, t)
+    ref, ref_last = call(selective_scan_unfused, as64(t))
+    assert_close(out, ref, 6e-4, 2e-3, "out")
+    assert_close(last, ref_last, 6e-4, 2e-3, "last")
+    g = grads(selective_scan, t)
+    assert all(torch.isfinite(v).all() for v in g.values())
+
+
+@pytest.mark.gpu
+def test_gpu_long_recurrent_mode_stays_finite_and_matches():
+    """100,000 decoding steps (a Python loop of kernel launches) end in the scan's last state."""
+    batch, dim, L, N = 2, 64, 100_000, 16
+    t = make(batch, dim, L, N, "var", dtype=torch.float32)
+    _, last = call(selective_scan, t)
+    state = torch.zeros(batch, dim, N, device=DEV)
+    u, dl, B, C, z = (t[k].permute(2, 0, 1).contiguous() for k in ("u", "delta", "B", "C", "z"))  # (L, ...)
+    for k in range(L):
+        y = selective_state_update(state, u[k], dl[k], t["A"], B[k], C[k], D=t["D"], z=z[k],
+                                   dt_bias=t["delta_bias"], dt_softplus=True)
+    assert torch.isfinite(state).all() and torch.isfinite(y).all()
+    assert_close(state, last, 1e-3, 1e-3, "state")
+
+
+@pytest.mark.gpu
+def test_gpu_state_update_large():
+    batch, dim, N = 64, 4096, 16
+    t = make(batch, dim, 1, N, "var", dtype=torch.bfloat16)
+    state = torch.randn(batch, dim, N, device=DEV)
+    args = (t["u"][..., 0], t["delta"][..., 0], t["A"].float(), t["B"][..., 0], t["C"][..., 0])
+    kw = dict(D=t["D"].float(), z=t["z"][..., 0], dt_bias=t["delta_bias"].float(), dt_softplus=True)
+    s1, s2 = state.clone(), state.clone()
+    out = selective_state_update(s1, *args, **kw)
+    ref = selective_state_update_ref(s2, *args, **kw)
+    assert_close(out, ref, 1e-2, 1e-2, "out")
+    assert_close(s1, s2, 1e-5, 1e-5, "state")
+
+
+# ------------------------------------------------------------------ the benchmark's code paths
+def test_bench_dry_run(monkeypatch):
+    """The benchmark suite's timing code, on tiny shapes through the interpreter (times are fake)."""
+    if GPU:
+        pytest.skip("dry run is for machines without a GPU")
+    from ssmlib.bench import selective as sb
+
+    monkeypatch.setattr(sb, "DEVICE", DEV)
+    monkeypatch.setattr(sb, "median_ms", lambda fn, warmup=0, rep=0: (fn(), 1.0)[1])
+    ceil = {"copy_GBps": 4000.0, "exp_per_s": 4.2e12}
+    res = sb.headline(ceil, batch=1, dim=3, L=5, N=2, decode=(2, 3, 2))
+    impls = {(r["impl"], r["pass"], r["dtype"]) for r in res["rows"]}
+    assert ("triton", "fwd+bwd", "bfloat16") in impls and ("torch_loop", "fwd", "float32") in impls
+    assert ("triton_state_update", "state_update", "bfloat16") in impls
+    for r in res["rows"]:
+        assert r["fraction_of_roofline"] == pytest.approx(r["roofline_ms"] / r["median_ms"])
+    res = sb.by_length(ceil, Ls=(4,), dim=2, N=2)
+    assert {r["impl"] for r in res["rows"]} >= {"triton", "torch_unfused_fwd_bwd", "roofline"}
+    res = sb.config_sweep(ceil, batch=1, dim=2, L=5, N=2, fwd_configs=[("scan", 1, 4, 1)],
+                          bwd_configs=[(4, 2, 1, True)], state_update_configs=[(64, 1)],
+                          decode=(2, 3, 2), paper_shapes=[(1, 2, 6)])
+    assert len(res["rows"]) == 5 and res["rows"][1]["bwd_block_d"] == 2
