@@ -41,14 +41,27 @@ def causal_conv(u, K, D=None):
     """y = K * u (causal, per channel) + D u, by FFT.
 
     Shapes: ``u (batch, H, L)``, ``K (H, L)``, ``D (H,)`` → ``y (batch, H, L)``.
+    O(L log L) per sequence and channel. Without the padding, the FFT would
+    compute the *circular* convolution, y_k = Σ_j K_j u_{(k−j) mod L}: every
+    output would also see the end of the sequence, the future (the LSSL
+    chapter shows it).
     """
     checks.tensor("u", u, ndim=3)
     checks.tensor("K", K, ndim=2)
+    if not (u.is_floating_point() and K.is_floating_point()):
+        raise TypeError(f"u and K must be float tensors, got {u.dtype} and {K.dtype}")
     batch, H, L = u.shape
     checks.shape("K", K, (H, L))
+    if D is not None:
+        checks.tensor("D", D, ndim=1)
+        checks.shape("D", D, (H,))
+    checks.same_device(u=u, K=K, D=D)
+    if L == 0:
+        return u.clone()
+    # Zero-padding both to n ≥ 2L − 1 makes the circular convolution of length n
+    # equal the linear one on the first L outputs: nothing wraps around.
     n = 2 * L
     y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(K, n=n), n=n)[..., :L]
     if D is not None:
-        checks.shape("D", D, (H,))
         y = y + D[:, None] * u
     return y

@@ -49,3 +49,38 @@ def test_bad_input():
         ssmlib.impulse_response(torch.eye(2)[None], torch.ones(1, 2), torch.ones(1, 2), 0)
     with pytest.raises(ValueError, match="B must have shape"):
         ssmlib.impulse_response(torch.eye(2)[None], torch.ones(1, 3), torch.ones(1, 2), 4)
+
+
+def test_circular_convolution_differs_by_the_wrap_around():
+    """Without padding the FFT convolves circularly: the error is exactly the wrapped-around tail."""
+    batch, H, L = 2, 3, 32
+    u = torch.randn(batch, H, L, dtype=torch.float64)
+    K = torch.randn(H, L, dtype=torch.float64)
+    y = ssmlib.causal_conv(u, K)
+    circ = torch.fft.irfft(torch.fft.rfft(u, n=L) * torch.fft.rfft(K, n=L), n=L)
+    wrap = torch.stack([(K[:, k + 1:].flip(-1) * u[..., k + 1:]).sum(-1) for k in range(L)], -1)
+    assert torch.allclose(circ - y, wrap, atol=1e-12)
+    assert (circ - y)[..., 0].abs().max() > 1e-3 and torch.equal(wrap[..., -1], torch.zeros(batch, H, dtype=torch.float64))
+
+
+def test_causal_conv_is_causal_and_handles_float32_and_empty():
+    u = torch.randn(1, 2, 20)
+    K = torch.randn(2, 20)
+    y = ssmlib.causal_conv(u, K)
+    u2 = u.clone()
+    u2[..., 10:] = torch.randn(1, 2, 10)                   # change the future only
+    assert torch.allclose(ssmlib.causal_conv(u2, K)[..., :10], y[..., :10], atol=1e-6)
+    assert y.dtype == torch.float32
+    assert ssmlib.causal_conv(torch.randn(2, 3, 0), torch.randn(3, 0)).shape == (2, 3, 0)
+
+
+def test_causal_conv_bad_input():
+    u, K = torch.randn(2, 3, 5), torch.randn(3, 5)
+    with pytest.raises(TypeError, match="u and K must be float"):
+        ssmlib.causal_conv(torch.ones(2, 3, 5, dtype=torch.int64), K)
+    with pytest.raises(TypeError, match="D must be a torch.Tensor"):
+        ssmlib.causal_conv(u, K, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="D must have shape"):
+        ssmlib.causal_conv(u, K, torch.ones(4))
+    with pytest.raises(ValueError, match="u must have 3 dims"):
+        ssmlib.causal_conv(torch.randn(3, 5), K)

@@ -9,7 +9,7 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 TESTS=${TESTS-tests}
 SUITES=${SUITES-$(python3 -c "from ssmlib.bench.__main__ import SUITES; print(*SUITES)")}
-TRAIN=${TRAIN-hippo_rnn}
+TRAIN=${TRAIN-hippo_rnn layers}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/nvidia-smi.txt"
 python3 -c "import torch, triton, numpy; print(torch.__version__, triton.__version__, numpy.__version__)"
 if [ -n "$TESTS" ]; then  # every test that needs neither the built book nor Jupyter (not installed there)

@@ -1,0 +1,497 @@
+"""Benchmark of :func:`ssmlib.ssd` (Mamba-2's SSD): ``python -m ssmlib.bench duality [--sweep]``.
+
+Writes under ``book/results/``:
+
+* ``ssd.json``: forward and forward+backward, bfloat16, at the issue's two
+  shapes (batch 8, L 4096, H 80, P 64, N 128, G 1, chunk 256: a Mamba-2 2.7B
+  layer; and batch 1, L 16K, H 32, P 64, N 64), ours against mamba_ssm's
+  Triton ``mamba_chunk_scan_combined`` and flash-linear-attention's
+  ``chunk_simple_gla`` (q = C, k = B, v = x·Δ, g = A·Δ, scale 1; the same
+  computation) when they can be imported, and the roofline. Every row has
+  ``impl``, the shape, ``pass`` ("fwd" or "fwd+bwd"), ``median_ms``, ``bytes``,
+  ``flops``, ``roofline_ms``, ``fraction_of_roofline``. A baseline that
+  cannot be imported is recorded in ``"baselines"`` with the reason, and has
+  no rows; ``"speedup_vs_best_baseline"`` is the side-by-side ratio (faster
+  baseline / ours), ``"speedup_vs_recorded_best_fwd"`` the ratio to the
+  baselines' earlier H200 medians (``RECORDED_MS``), for when they are absent.
+* ``ssd_vs_attention.json``: SSD against ``scaled_dot_product_attention``
+  (causal, flash backend), 32 heads of 64, 16K tokens per batch (batch =
+  16384 // L, at least 1), L = 512 … 64K, forward, bfloat16 (``x = "L"``).
+  The crossover length and the ratio at 32K are in ``"summary"``.
+* with ``--sweep``, ``ssd_sweep.json``: launch configurations of the forward
+  kernel at both shapes (block_t, block_p, num_warps, num_stages, segments,
+  maxnreg), and of fwd+bwd (block_t, bwd_block_p, bwd_num_warps); ``"best"``
+  names the fastest of each, to copy into ``ssmlib.duality._launch_config``.
+
+Inputs are those of a Mamba-2 layer: x, dt, B, C in bfloat16; A, D, dt_bias
+float32 weights; Δ = softplus(dt + dt_bias); D of shape (H,); no gate z.
+
+The roofline. Forward bytes: every input read once, y written once,
+``2·batch·L·(2·H·P + 2·G·N + H)`` (bf16); flops of the chunked algorithm on
+tensor cores for chunks of Q = 256: ``2·batch·L·(Q·G·N + Q·H·P + 2·H·P·N)``;
+``roofline_ms = max(bytes at copy speed, flops at the measured bf16 rate)``.
+Forward+backward: taken as 3× the forward's bytes and flops (the backward
+reads the inputs and dy and writes five gradients, and does about twice the
+forward's products). Our fwd+bwd: the forward saving the state entering every
+``bwd_block_t`` steps, then the Triton backward kernel.
+
+Baselines (benchmarking only, never committed; there is no internet on the GPU
+machine, so carry these onto it):
+
+* ``fla-core==0.6.0`` (a pure-Python wheel from PyPI) and ``einops``:
+  ``pip install --no-deps fla_core-0.6.0-py3-none-any.whl einops-*.whl``.
+  Imported as ``fla.ops.simple_gla.chunk_simple_gla``.
+* the ``mamba-ssm`` *source distribution* from PyPI, unpacked anywhere; point
+  ``SSD_MAMBA_SRC`` at the folder that contains its ``mamba_ssm/`` package.
+  ``import mamba_ssm`` fails without its CUDA build, so :func:`_import_mamba`
+  registers empty stub packages ``mamba_ssm``, ``mamba_ssm.ops``,
+  ``mamba_ssm.ops.triton``, ``mamba_ssm.utils`` whose ``__path__`` points into
+  that folder, then imports ``mamba_ssm.ops.triton.ssd_combined`` (which
+  needs ``ssd_*.py``, ``layernorm_gated.py``, ``k_activations.py``,
+  ``softplus.py``, ``utils/torch.py``, ``utils/determinism.py``).
+
+Compile-only check, no GPU needed (registers, spills, wgmma/mma count of the
+sm_90a code for the default launch configurations)::
+
+    python -m ssmlib.bench.duality --compile-only
+
+On the H200, three commands, each under the 10-minute limit of one device call
+(JSON and logs land in $OUT)::
+
+    TESTS=tests/test_duality.py SUITES= TRAIN= bash tools/gpu_check.sh
+    python -m ssmlib.bench.duality --sweep-only --out $OUT        # ssd_sweep.json: pick the defaults
+    pip install -q --no-deps --target /tmp/site .baselines/fla_core-0.6.0-py3-none-any.whl; \
+        PYTHONPATH=$PYTHONPATH:/tmp/site SSD_MAMBA_SRC=.baselines/mamba_ssm-2.3.2.post1 \
+        python -m ssmlib.bench duality --out $OUT                    # ssd, ssd_vs_attention
+
+``.baselines/`` is a git-ignored folder of the checkout (listed in
+``.git/info/exclude``) holding the fla-core wheel and the unpacked mamba-ssm
+2.3.2.post1 sdist, sent to the GPU machine with the device tool's ``carry``.
+
+(``bash tools/gpu_check.sh`` with ``SUITES=duality`` runs ``--sweep`` too: all
+three JSON files in one call, likely past 10 minutes together with the tests.)
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..duality import ssd, ssd_step
+from . import ceilings, environment, median_ms, roofline_ms
+
+#: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
+DEVICE = "cuda"
+
+SHAPES = [  # (batch, L, H, P, N, G, chunk)
+    dict(batch=8, L=4096, H=80, P=64, N=128, G=1, chunk=256),
+    dict(batch=1, L=16384, H=32, P=64, N=64, G=1, chunk=256),
+]
+
+
+#: Forward medians (ms) of the baselines measured on an H200 in an earlier run (2026-11-29,
+#: /work/shared/README.md), recorded for when they cannot be imported; not a side-by-side result.
+RECORDED_MS = {"batch8_L4096_H80_N128": {"mamba_ssm": 1.39, "fla": 1.22},
+               "batch1_L16384_H32_N64": {"mamba_ssm": 0.56, "fla": 0.29}}
+
+
+# ---------------------------------------------------------------- inputs and baselines
+def _inputs(batch, L, H, P, N, G, dtype=torch.bfloat16, device=None, seed=0):
+    device = device or DEVICE
+    g = torch.Generator(device=device).manual_seed(seed)
+    r = lambda *s, dt=dtype: torch.randn(*s, generator=g, device=device, dtype=torch.float32).to(dt)  # noqa: E731
+    return dict(x=r(batch, L, H, P), dt=r(batch, L, H) * 0.5, A=-torch.rand(H, generator=g, device=device) * 4 - 0.5,
+                B=r(batch, L, G, N) / N**0.5, C=r(batch, L, G, N) / N**0.5, D=r(H, dt=torch.float32),
+                dt_bias=r(H, dt=torch.float32) * 0.5 - 3)
+
+
+def _import_mamba():
+    """mamba_ssm's ``mamba_chunk_scan_combined`` from an unpacked sdist (``SSD_MAMBA_SRC``)."""
+    import importlib
+    import types
+    root = os.environ.get("SSD_MAMBA_SRC")
+    if not root:
+        try:
+            return importlib.import_module("mamba_ssm.ops.triton.ssd_combined").mamba_chunk_scan_combined
+        except Exception as e:  # noqa: BLE001
+            raise ImportError(f"SSD_MAMBA_SRC not set and mamba_ssm not importable ({e!r})") from e
+    pkg = Path(root) / "mamba_ssm"
+    if not (pkg / "ops" / "triton" / "ssd_combined.py").is_file():
+        raise ImportError(f"{pkg}/ops/triton/ssd_combined.py not found (SSD_MAMBA_SRC={root})")
+    for name, sub in (("mamba_ssm", ""), ("mamba_ssm.ops", "ops"), ("mamba_ssm.ops.triton", "ops/triton"),
+                      ("mamba_ssm.utils", "utils")):
+        if name not in sys.modules:
+            m = types.ModuleType(name)
+            m.__path__ = [str(pkg / sub)]
+            sys.modules[name] = m
+    return importlib.import_module("mamba_ssm.ops.triton.ssd_combined").mamba_chunk_scan_combined
+
+
+def _import_fla():
+    from fla.ops.simple_gla import chunk_simple_gla
+    return chunk_simple_gla
+
+
+def baselines() -> tuple[dict, dict]:
+    """({name: callable}, {name: "ok" or why not}) for the baselines that import."""
+    fns, status = {}, {}
+    for name, imp in (("mamba_ssm", _import_mamba), ("fla", _import_fla)):
+        try:
+            fns[name] = imp()
+            status[name] = "ok"
+        except Exception as e:  # noqa: BLE001
+            status[name] = f"not available: {e!r}"[:300]
+    return fns, status
+
+
+def _callers(inp, chunk, fns):
+    """Forward closures (and the tensors that require grad, for fwd+bwd) of every implementation."""
+    x, dt, A, B, C, D, dtb = (inp[k] for k in ("x", "dt", "A", "B", "C", "D", "dt_bias"))
+    out = {"ssmlib": lambda: ssd(x, dt, A, B, C, chunk, D=D, dt_bias=dtb, dt_softplus=True)}
+    if "mamba_ssm" in fns:
+        f = fns["mamba_ssm"]
+        out["mamba_ssm"] = lambda: f(x, dt, A, B, C, chunk, D=D, dt_bias=dtb, dt_softplus=True)
+    if "fla" in fns:
+        # fla has no groups, no softplus, no D: its inputs are prepared outside the timing.
+        H = x.shape[2]
+        delta = F.softplus(dt.float() + dtb)
+        q = C.expand(-1, -1, H, -1).contiguous() if C.shape[2] == 1 else C.repeat_interleave(H // C.shape[2], 2)
+        k = B.expand(-1, -1, H, -1).contiguous() if B.shape[2] == 1 else B.repeat_interleave(H // B.shape[2], 2)
+        v = (x.float() * delta[..., None]).to(x.dtype)
+        gate = (delta * A).float()
+        f = fns["fla"]
+        inp["_fla"] = dict(q=q, k=k, v=v, g=gate)
+        import inspect
+        layout = {"head_first": False} if "head_first" in inspect.signature(f).parameters else {}   # (B, T, H, K)
+        out["fla"] = lambda: f(q=inp["_fla"]["q"], k=inp["_fla"]["k"], v=inp["_fla"]["v"], g=inp["_fla"]["g"],
+                               scale=1.0, **layout)[0]
+    return out
+
+
+def _floor(batch, L, H, P, N, G, chunk, ceil, factor=1.0):
+    nbytes = 2 * batch * L * (2 * H * P + 2 * G * N + H) * factor
+    flops = 2 * batch * L * (chunk * G * N + chunk * H * P + 2 * H * P * N) * factor
+    return nbytes, flops, roofline_ms(nbytes, flops, ceil, rate="bf16_TFLOPs")
+
+
+def _row(impl, shape, pas, t, nbytes, flops, roof, **extra):
+    return {"impl": impl, **shape, "dtype": "bfloat16", "pass": pas, "median_ms": t, "bytes": nbytes,
+            "flops": flops, "roofline_ms": roof, "fraction_of_roofline": roof / t, **extra}
+
+
+# ---------------------------------------------------------------- benchmarks
+def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True) -> dict:
+    ceil = ceil or ceilings()
+    fns, status = baselines()
+    rows = []
+    for shape in shapes:
+        inp = _inputs(**{k: shape[k] for k in ("batch", "L", "H", "P", "N", "G")})
+        calls = _callers(inp, shape["chunk"], fns)
+        nbytes, flops, roof = _floor(**shape, ceil=ceil)
+        for impl, fn in calls.items():
+            try:
+                rows.append(_row(impl, shape, "fwd", median_ms(fn), nbytes, flops, roof))
+            except Exception as e:  # noqa: BLE001
+                status[impl] = f"fwd failed: {e!r}"[:300]
+        rows.append(_row("roofline", shape, "fwd", roof, nbytes, flops, roof))
+        if backward:
+            b3, f3, roof3 = _floor(**shape, ceil=ceil, factor=3.0)
+            grads = [inp[k] for k in ("x", "dt", "B", "C")]
+            fla_grads = [inp["_fla"][k] for k in ("q", "k", "v", "g")] if "_fla" in inp else []
+            for t in grads + fla_grads:
+                t.requires_grad_(True)
+            for impl, fn in calls.items():
+                def step(fn=fn):
+                    y = fn()
+                    y.backward(torch.ones_like(y))
+                try:
+                    rows.append(_row(impl, shape, "fwd+bwd", median_ms(step, warmup=5, rep=50), b3, f3, roof3,
+                                     backward="Triton" if impl == "ssmlib" else "native"))
+                except Exception as e:  # noqa: BLE001
+                    status[impl + " fwd+bwd"] = f"failed: {e!r}"[:300]
+                for t in grads + fla_grads:
+                    t.grad = None
+            rows.append(_row("roofline", shape, "fwd+bwd", roof3, b3, f3, roof3))
+        del inp, calls
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
+    speedups, recorded = {}, {}
+    for shape in shapes:
+        key = f"batch{shape['batch']}_L{shape['L']}_H{shape['H']}_N{shape['N']}"
+        for pas in ("fwd", "fwd+bwd"):
+            t = {r["impl"]: r["median_ms"] for r in rows if r["pass"] == pas and r["L"] == shape["L"]
+                 and r["batch"] == shape["batch"]}
+            best = min([t[k] for k in ("mamba_ssm", "fla") if k in t], default=None)
+            if "ssmlib" in t and best:
+                speedups[f"{key}_{pas}"] = best / t["ssmlib"]
+            if pas == "fwd" and "ssmlib" in t and key in RECORDED_MS:
+                recorded[key] = min(RECORDED_MS[key].values()) / t["ssmlib"]
+    return {"benchmark": "ssd", **environment(), "ceilings": ceil, "baselines": status,
+            "speedup_vs_best_baseline": speedups, "speedup_vs_recorded_best_fwd": recorded,
+            "recorded_ms": RECORDED_MS, "rows": rows}
+
+
+def attention_crossover(ceil=None, Ls=(512, 1024, 2048, 4096, 8192, 16384, 32768, 65536), heads=32, dim=64,
+                        N=64, tokens=16384) -> dict:
+    """SSD vs causal flash attention at equal heads and head size, ``tokens`` per batch."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    ceil = ceil or ceilings()
+    fns, status = baselines()
+    rows = []
+    for L in Ls:
+        batch = max(1, tokens // L)
+        shape = dict(batch=batch, L=L, H=heads, P=dim, N=N, G=1, chunk=256)
+        q, k, v = (torch.randn(batch, heads, L, dim, device=DEVICE, dtype=torch.bfloat16) for _ in range(3))
+
+        def attn():
+            if DEVICE != "cuda":
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        a_flops = 4 * batch * heads * L * L * dim / 2
+        a_bytes = 2 * 4 * batch * heads * L * dim
+        a_roof = roofline_ms(a_bytes, a_flops, ceil, rate="bf16_TFLOPs")
+        rows.append(_row("sdpa_flash", shape, "fwd", median_ms(attn), a_bytes, a_flops, a_roof))
+        del q, k, v
+        inp = _inputs(batch, L, heads, dim, N, 1)
+        nbytes, flops, roof = _floor(**shape, ceil=ceil)
+        for impl, fn in _callers(inp, 256, fns).items():
+            try:
+                rows.append(_row(impl, shape, "fwd", median_ms(fn), nbytes, flops, roof))
+            except Exception as e:  # noqa: BLE001
+                status[f"{impl} L={L}"] = f"failed: {e!r}"[:300]
+        del inp
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
+    t = lambda impl, L: next((r["median_ms"] for r in rows if r["impl"] == impl and r["L"] == L), None)  # noqa: E731
+    summary = {}
+    for impl in ("ssmlib", "mamba_ssm", "fla"):
+        faster = [L for L in Ls if t(impl, L) is not None and t(impl, L) < t("sdpa_flash", L)]
+        # crossover: the first L from which SSD stays faster
+        cross = next((L for L in Ls if all(x in faster for x in Ls if x >= L)), None)
+        summary[impl] = {"crossover_L": cross,
+                         "sdpa_over_ssd_at_32K": (t("sdpa_flash", 32768) / t(impl, 32768)
+                                                  if t(impl, 32768) else None)}
+    return {"benchmark": "ssd_vs_attention", **environment(), "ceilings": ceil, "baselines": status,
+            "summary": summary, "rows": rows}
+
+
+#: Forward launch configurations the sweep times (block_t, block_p, num_warps, num_stages, maxnreg).
+SWEEP_TILES = [(64, 32, 8, 1, None), (64, 64, 8, 1, None), (64, 32, 4, 1, None), (64, 16, 4, 1, None),
+               (32, 64, 8, 1, None), (32, 32, 4, 1, None), (64, 32, 8, 2, None), (64, 64, 8, 2, None),
+               (128, 32, 8, 1, None), (32, 64, 4, 2, None), (64, 16, 8, 1, None),
+               (64, 32, 8, 1, 128), (64, 64, 8, 1, 128), (64, 32, 8, 2, 128), (32, 32, 4, 1, 128)]
+
+
+#: Backward launch configurations the sweep times (block_t, bwd_block_p, bwd_num_warps).
+SWEEP_BWD_TILES = [(32, 16, 8), (32, 32, 8), (32, 64, 8), (32, 32, 4), (16, 32, 4), (16, 64, 8), (64, 32, 8),
+                   (64, 64, 8)]
+
+
+def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILES,
+              bwd_tiles=SWEEP_BWD_TILES) -> dict:
+    ceil = ceil or ceilings()
+    rows, errors = [], []
+    for shape in shapes:
+        inp = _inputs(**{k: shape[k] for k in ("batch", "L", "H", "P", "N", "G")})
+        nbytes, flops, roof = _floor(**shape, ceil=ceil)
+        args = (inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], shape["chunk"])
+        kw = dict(D=inp["D"], dt_bias=inp["dt_bias"], dt_softplus=True)
+        for T, BP, nw, ns, reg in tiles:
+            for S in segments if shape["batch"] * shape["H"] < 4 * 132 else (1,):
+                cfg = dict(block_t=T, block_p=BP, num_warps=nw, num_stages=ns, segments=S, maxnreg=reg)
+                try:
+                    t = median_ms(lambda: ssd(*args, **kw, **cfg))
+                except Exception as e:  # noqa: BLE001
+                    errors.append({"impl": "ssmlib", "pass": "fwd", **shape, **cfg, "error": repr(e)[:200]})
+                    continue
+                rows.append(_row("ssmlib", shape, "fwd", t, nbytes, flops, roof, **cfg))
+        # the backward: fwd+bwd with the forward saving states every block_t steps
+        b3, f3, roof3 = _floor(**shape, ceil=ceil, factor=3.0)
+        for t_ in ("x", "dt", "B", "C"):
+            inp[t_].requires_grad_(True)
+        for T, BP, nw in bwd_tiles:
+            for BS in segments[1:] if shape["batch"] * shape["H"] < 4 * 132 else (1,):
+                cfg = dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=BS)
+
+                def step(cfg=cfg):
+                    y = ssd(*args, **kw, **cfg)
+                    y.backward(torch.ones_like(y))
+                try:
+                    t = median_ms(step, warmup=5, rep=50)
+                except Exception as e:  # noqa: BLE001
+                    errors.append({"impl": "ssmlib", "pass": "fwd+bwd", **shape, **cfg, "error": repr(e)[:200]})
+                    continue
+                rows.append(_row("ssmlib", shape, "fwd+bwd", t, b3, f3, roof3, **cfg))
+        del inp
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
+    ok = rows
+    best = {}
+    for shape in shapes:
+        for pas in ("fwd", "fwd+bwd"):
+            rs = [r for r in ok if r["L"] == shape["L"] and r["batch"] == shape["batch"] and r["pass"] == pas]
+            if rs:
+                b = min(rs, key=lambda r: r["median_ms"])
+                best[f"batch{shape['batch']}_L{shape['L']}_{pas}"] = {
+                    k: b[k] for k in ("block_t", "block_p", "num_warps", "num_stages", "segments", "maxnreg",
+                                      "bwd_block_p", "bwd_num_warps", "bwd_segments", "median_ms") if k in b}
+    return {"benchmark": "ssd_sweep", **environment(), "ceilings": ceil, "best": best, "errors": errors,
+            "rows": rows}
+
+
+def step_benchmark(ceil=None, batch=64, H=80, P=64, N=128) -> dict:
+    """The decoding step: state (batch, H, P, N) float32 read and written once."""
+    ceil = ceil or ceilings()
+    state = torch.randn(batch, H, P, N, device=DEVICE)
+    x = torch.randn(batch, H, P, device=DEVICE, dtype=torch.bfloat16)
+    dt = torch.randn(batch, H, device=DEVICE, dtype=torch.bfloat16)
+    A = -torch.rand(H, device=DEVICE)
+    B, C = (torch.randn(batch, 1, N, device=DEVICE, dtype=torch.bfloat16) for _ in range(2))
+    t = median_ms(lambda: ssd_step(state, x, dt, A, B, C, dt_softplus=True))
+    nbytes = 2 * 4 * batch * H * P * N
+    roof = roofline_ms(nbytes, 0, ceil)
+    return {"impl": "ssmlib_step", "batch": batch, "H": H, "P": P, "N": N, "L": 1, "dtype": "float32 state",
+            "pass": "step", "median_ms": t, "bytes": nbytes, "flops": 4 * batch * H * P * N,
+            "roofline_ms": roof, "fraction_of_roofline": roof / t}
+
+
+def run(ceil: dict, sweep: bool = False) -> list[dict]:
+    """ssd.json (+ the decoding step), ssd_vs_attention.json, and with ``sweep`` ssd_sweep.json."""
+    main = ssd_benchmark(ceil)
+    main["rows"].append(step_benchmark(ceil))
+    results = [main, attention_crossover(ceil)]
+    if sweep:
+        results.append(ssd_sweep(ceil))
+    return results
+
+
+# ---------------------------------------------------------------- compile-only check (no GPU)
+#: Configurations the compile-only check reports: (dtype, block_t, block_p, N, num_warps, num_stages).
+COMPILE_CONFIGS = [("bf16", 64, 32, 128, 8, 2), ("bf16", 64, 64, 64, 8, 2),      # the defaults (16-bit)
+                   ("bf16", 32, 32, 128, 8, 2), ("bf16", 32, 64, 64, 8, 2),      # forward of a training step
+                   ("bf16", 64, 32, 128, 8, 1), ("bf16", 64, 64, 64, 8, 1), ("bf16", 64, 64, 128, 8, 1),
+                   ("bf16", 64, 32, 128, 4, 1), ("bf16", 32, 64, 64, 4, 1), ("fp16", 64, 32, 128, 8, 2),
+                   ("fp32", 32, 32, 128, 8, 1), ("fp32", 32, 64, 64, 8, 1), ("fp64", 16, 16, 32, 8, 1)]
+
+
+#: Backward configurations the compile-only check reports (same fields).
+BWD_COMPILE_CONFIGS = [("bf16", 32, 32, 128, 8, 1), ("bf16", 32, 64, 64, 8, 1), ("bf16", 32, 16, 128, 8, 1),
+                       ("bf16", 64, 32, 128, 8, 1), ("fp16", 32, 32, 128, 8, 1), ("fp32", 16, 16, 64, 4, 1)]
+
+
+def _compile_one(kernel, sig, constexprs, divisible, num_warps, num_stages):
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    names = kernel.arg_names
+    sig = {n: sig.get(n, "constexpr") for n in names}
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in divisible}
+    c = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs={(names.index(n),): v
+                                                                       for n, v in constexprs.items()},
+                                 attrs=attrs),
+                       target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": num_stages})
+    ptx = c.asm["ptx"]
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(ptx)
+    info = subprocess.run([str(ptxas), "-v", "--gpu-name=sm_90a", f.name, "-o", "/dev/null"],
+                          capture_output=True, text=True).stderr
+    os.unlink(f.name)
+    regs = re.search(r"Used (\d+) registers", info)
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
+    return {"registers": int(regs.group(1)) if regs else None,
+            "spill_store_bytes": int(spill.group(1)) if spill else None,
+            "spill_load_bytes": int(spill.group(2)) if spill else None,
+            "wgmma": ptx.count("wgmma.mma_async"), "mma_sync": len(re.findall(r"\bmma\.sync", ptx)),
+            "shared_bytes": c.metadata.shared}
+
+
+def _compile_worker(configs, bwd_configs=None) -> list[dict]:
+    """Runs with TRITON_INTERPRET=0 (kernels compiled, not interpreted); needs no GPU."""
+    from .. import duality
+    out = []
+    ints = ["L", "H", "G", "P", "N", "seg_len", "n_seg", "n_blocks"]
+    for dtype, T, BP, N, nw, ns in configs:
+        BN = max(16, 1 << (N - 1).bit_length())
+        for states_only in (False, True):
+            sig = {n: "*fp32" for n in duality._ssd_fwd_kernel.arg_names if n.endswith("_ptr")}
+            sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "y_ptr", "z_ptr")})
+            if dtype == "fp64":
+                sig.update({n: "*fp64" for n in sig})
+            sig.update({n: "i32" for n in ints})
+            cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True,
+                      STORE_FINAL=True, STATES_ONLY=states_only, STORE_STATES=not states_only, LOWP=dtype in ("bf16", "fp16"),
+                      PRECISION="ieee" if dtype == "fp64" else "tf32x3", BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
+            div = [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N", "seg_len"]
+            rec = {"kernel": "fwd_states_only" if states_only else "fwd", "dtype": dtype, "block_t": T,
+                   "block_p": BP, "N": N, "num_warps": nw, "num_stages": ns}
+            try:
+                rec.update(_compile_one(duality._ssd_fwd_kernel, sig, cx, div, nw, ns))
+            except Exception as e:  # noqa: BLE001
+                rec["error"] = repr(e)[:500]
+            out.append(rec)
+    for dtype, T, BP, N, nw, ns in BWD_COMPILE_CONFIGS if bwd_configs is None else bwd_configs:
+        BN = max(16, 1 << (N - 1).bit_length())
+        k = duality._ssd_bwd_kernel
+        sig = {n: "*fp32" for n in k.arg_names if n.endswith("_ptr")}
+        sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "dx_ptr", "dz_ptr")})
+        sig.update({n: "i32" for n in ("L", "H", "G", "P", "N", "n_blocks", "seg_blocks", "n_seg")})
+        for adj in (False, True):
+            cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True, HAS_DHT=True,
+                      ADJ_ONLY=adj, LOWP=dtype in ("bf16", "fp16"), PRECISION="tf32x3", BLOCK_T=T, BLOCK_P=BP,
+                      BLOCK_N=BN)
+            rec = {"kernel": "bwd_adjoint_only" if adj else "bwd", "dtype": dtype, "block_t": T, "block_p": BP,
+                   "N": N, "num_warps": nw, "num_stages": ns}
+            try:
+                rec.update(_compile_one(k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N"],
+                                        nw, ns))
+            except Exception as e:  # noqa: BLE001
+                rec["error"] = repr(e)[:500]
+            out.append(rec)
+    sig = {n: "*fp32" for n in duality._ssd_step_kernel.arg_names if n.endswith("_ptr")}
+    sig.update({n: "*bf16" for n in ("x_ptr", "y_ptr", "z_ptr", "B_ptr", "C_ptr", "dt_ptr")})
+    sig.update({n: "i32" for n in ("H", "G", "P", "N")})
+    cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, BLOCK_P=32, BLOCK_N=128)
+    rec = {"kernel": "step", "dtype": "bf16 (fp32 state)", "block_p": 32, "N": 128, "num_warps": 4}
+    try:
+        rec.update(_compile_one(duality._ssd_step_kernel, sig, cx, [n for n in sig if n.endswith("_ptr")]
+                                + ["P", "N"], 4, 1))
+    except Exception as e:  # noqa: BLE001
+        rec["error"] = repr(e)[:500]
+    out.append(rec)
+    return out
+
+
+def compile_report(configs=COMPILE_CONFIGS, bwd_configs=BWD_COMPILE_CONFIGS) -> list[dict]:
+    """Compile the kernels for sm_90a in a subprocess (TRITON_INTERPRET=0) and report ptxas's numbers."""
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    code = ("import json, sys; from ssmlib.bench.duality import _compile_worker; "
+            "print('@@' + json.dumps(_compile_worker(json.loads(sys.argv[1]), json.loads(sys.argv[2]))))")
+    res = subprocess.run([sys.executable, "-c", code, json.dumps(configs), json.dumps(bwd_configs)], env=env,
+                         capture_output=True, text=True)
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("@@")), None)
+    if line is None:
+        raise RuntimeError(f"compile worker failed:\n{res.stderr[-3000:]}")
+    return json.loads(line[2:])
+
+
+if __name__ == "__main__":
+    if "--compile-only" in sys.argv:
+        for r in compile_report():
+            print(json.dumps(r))
+    elif "--sweep-only" in sys.argv:       # on the GPU: only ssd_sweep.json (a few minutes)
+        from . import RESULTS, save
+        out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS
+        res = ssd_sweep(ceilings())
+        print(f"wrote {save(res, out)}")
+        print(json.dumps(res["best"], indent=1))
+    else:
+        print("use: python -m ssmlib.bench duality [--sweep]; here: --compile-only (no GPU) or --sweep-only")
