@@ -349,8 +349,10 @@ def _ssd_fwd_kernel(
         if HAS_H0:
             state = tl.load(h0_ptr + bh64 * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
         for j in range(0, sg):                                # fold the earlier segments' end states
-            a_j = tl.load(seg_a_ptr + bh64 * n_seg + j)
-            h_j = tl.load(seg_h_ptr + (bh64 * n_seg + j) * P * N + pn_off, mask=pn_mask, other=0.0)
+            # .to(acc): with one segment these pointers are placeholders of the input's dtype; the loop
+            # never runs, but the code must still compile (tl.exp takes no bfloat16 on the GPU)
+            a_j = tl.load(seg_a_ptr + bh64 * n_seg + j).to(acc)
+            h_j = tl.load(seg_h_ptr + (bh64 * n_seg + j) * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
             state = state * tl.exp(a_j) + h_j
 
     s0 = sg * seg_len
@@ -464,8 +466,8 @@ def _ssd_bwd_kernel(
             dh = tl.load(dhT_ptr + bh64 * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
         for jj in range(0, n_seg - 1 - sg):          # later segments, last first
             j = n_seg - 1 - jj
-            a_j = tl.load(seg_a_ptr + bh64 * n_seg + j)
-            lam = tl.load(seg_dh_ptr + (bh64 * n_seg + j) * P * N + pn_off, mask=pn_mask, other=0.0)
+            a_j = tl.load(seg_a_ptr + bh64 * n_seg + j).to(acc)      # .to(acc): see the forward kernel
+            lam = tl.load(seg_dh_ptr + (bh64 * n_seg + j) * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
             dh = dh * tl.exp(a_j) + lam
     a_total = tl.zeros([1], dtype=acc)
     dA_acc = tl.zeros([BLOCK_T], dtype=acc)

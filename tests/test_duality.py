@@ -555,3 +555,16 @@ def test_bench_dry_run_on_cpu(monkeypatch):
     assert all("median_ms" in r for r in sw["rows"]) and len(sw["best"]) == 2
     step = bench.step_benchmark(ceil, batch=2, H=2, P=16, N=16)
     assert step["median_ms"] > 0
+
+
+def test_kernels_compile_for_sm90():
+    """The interpreter misses what only the compiler checks (it ran tl.exp on a bfloat16 placeholder
+    that the H200 build rejected): compile the forward and backward kernels for sm_90a, 16-bit and
+    float32 inputs, with the unused pointers typed as in a one-segment call, in a subprocess."""
+    from ssmlib.bench.duality import compile_report
+
+    recs = compile_report(configs=[("bf16", 32, 32, 64, 4, 1), ("fp32", 32, 32, 64, 4, 1)],
+                          bwd_configs=[("bf16", 32, 32, 64, 4, 1)])
+    errors = [r for r in recs if "error" in r]
+    assert not errors, errors
+    assert all(r["registers"] for r in recs)

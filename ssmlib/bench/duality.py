@@ -423,7 +423,9 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
         BN = max(16, 1 << (N - 1).bit_length())
         for states_only in (False, True):
             sig = {n: "*fp32" for n in duality._ssd_fwd_kernel.arg_names if n.endswith("_ptr")}
-            sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "y_ptr", "z_ptr")})
+            # as in a real call with one segment: the unused pointers are placeholders of x's dtype
+            sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "y_ptr", "z_ptr", "seg_h_ptr",
+                                                 "seg_a_ptr", "hT_ptr", "states_ptr")})
             if dtype == "fp64":
                 sig.update({n: "*fp64" for n in sig})
             sig.update({n: "i32" for n in ints})
@@ -442,7 +444,8 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
         BN = max(16, 1 << (N - 1).bit_length())
         k = duality._ssd_bwd_kernel
         sig = {n: "*fp32" for n in k.arg_names if n.endswith("_ptr")}
-        sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "dx_ptr", "dz_ptr")})
+        sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "dx_ptr", "dz_ptr",
+                                             "seg_dh_ptr", "seg_a_ptr", "dhT_ptr")})   # placeholders, as above
         sig.update({n: "i32" for n in ("L", "H", "G", "P", "N", "n_blocks", "seg_blocks", "n_seg")})
         for adj in (False, True):
             cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True, HAS_DHT=True,
