@@ -35,20 +35,17 @@ the CPU-sized configuration (:data:`TINY`) in seconds.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from . import checks
 from .hippo import discrete_transition
+from .training import command_line, fit
 
 __all__ = ["legs_memory", "HiPPORNN", "GRUBaseline", "matched_gru_hidden", "count_parameters",
-           "RecallTask", "train", "evaluate", "FULL", "TINY", "run", "main"]
+           "RecallTask", "train", "FULL", "TINY", "run", "main"]
 
 
 # --------------------------------------------------------------------------------------
@@ -236,88 +233,38 @@ class RecallTask:
         """Fraction of recalled values within ``tol`` of the target."""
         return ((pred - y).abs() < self.tol).float().mean().item()
 
+    def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training objective: mean squared error."""
+        return torch.mean((pred - y) ** 2)
+
+    def metrics(self, pred: torch.Tensor, y: torch.Tensor) -> dict:
+        """Held-out scores: ``{"mse", "acc"}``."""
+        return {"mse": self.loss(pred, y).item(), "acc": self.accuracy(pred, y)}
+
 
 # --------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------
-
-@torch.no_grad()
-def evaluate(model: nn.Module, task: RecallTask, x: torch.Tensor, y: torch.Tensor,
-             chunk: int = 512) -> tuple[float, float]:
-    """``(mse, accuracy)`` of ``model`` on the held-out set ``x, y``."""
-    was = model.training
-    model.eval()
-    preds = torch.cat([model(x[i:i + chunk]) for i in range(0, len(x), chunk)])
-    model.train(was)
-    return torch.mean((preds - y) ** 2).item(), task.accuracy(preds, y)
-
 
 def train(model: nn.Module, task: RecallTask, steps: int, device="cpu", *, batch_size: int = 64,
           lr: float = 3e-3, seed: int = 0, eval_size: int = 256, eval_every: int = 25,
           time_limit_s: float | None = None, progress: bool = False, desc: str | None = None) -> dict:
     """Train ``model`` on ``task`` with Adam (MSE loss, gradient norm clipped to 1).
 
-    Returns the learning curve: ``{"step": [1…], "loss": [train MSE per step],
-    "eval_step", "eval_mse", "eval_acc": [every eval_every steps and at the end],
-    "final_mse", "final_acc", "steps_done", "seconds", "stopped_early"}``.
-    ``time_limit_s`` stops training early (then evaluates); ``progress`` shows a tqdm bar.
+    Returns the learning curve of :func:`ssmlib.training.fit`: ``{"step",
+    "loss", "eval_step", "eval_mse", "eval_acc", "final_mse", "final_acc",
+    "steps_done", "seconds", "stopped_early"}``. ``time_limit_s`` stops
+    training early (then evaluates); ``progress`` shows a tqdm bar.
     """
-    checks.positive_int("steps", steps)
-    checks.positive_int("batch_size", batch_size)
-    checks.positive_int("eval_every", eval_every)
     if not isinstance(task, RecallTask):
         raise TypeError(f"task must be a RecallTask, got {type(task).__name__}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr}")
-    dtype = next(model.parameters()).dtype
     model.to(device)
-    gen = torch.Generator().manual_seed(seed)
-    x_eval, y_eval = task.sample(eval_size, torch.Generator().manual_seed(seed + 10_000), device, dtype)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    curve = {"step": [], "loss": [], "eval_step": [], "eval_mse": [], "eval_acc": []}
-    bar, name = None, desc or type(model).__name__
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=steps, desc=name, leave=True)
-        except ImportError:                                  # e.g. a bare GPU machine: print instead
-            pass
-    t0 = time.perf_counter()
-    stopped = False
-    step = 0
-    for step in range(1, steps + 1):
-        x, y = task.sample(batch_size, gen, device, dtype)
-        loss = torch.mean((model(x) - y) ** 2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        curve["step"].append(step)
-        curve["loss"].append(loss.item())
-        if step % eval_every == 0:
-            mse, acc = evaluate(model, task, x_eval, y_eval)
-            curve["eval_step"].append(step)
-            curve["eval_mse"].append(mse)
-            curve["eval_acc"].append(acc)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        elif progress and (step % max(1, steps // 20) == 0 or step == 1):
-            print(f"{name}: step {step}/{steps}, loss {loss.item():.4f}, "
-                  f"{time.perf_counter() - t0:.0f} s", flush=True)
-        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s and step < steps:
-            stopped = True
-            break
-    if bar is not None:
-        bar.close()
-    if not curve["eval_step"] or curve["eval_step"][-1] != step:
-        mse, acc = evaluate(model, task, x_eval, y_eval)
-        curve["eval_step"].append(step)
-        curve["eval_mse"].append(mse)
-        curve["eval_acc"].append(acc)
-    curve.update(final_mse=curve["eval_mse"][-1], final_acc=curve["eval_acc"][-1], steps_done=step,
-                 seconds=time.perf_counter() - t0, stopped_early=stopped)
-    return curve
+    return fit(model, task, opt, steps, device, batch_size=batch_size, seed=seed, eval_size=eval_size,
+               eval_every=eval_every, time_limit_s=time_limit_s, progress=progress,
+               desc=desc or type(model).__name__)
 
 
 # --------------------------------------------------------------------------------------
@@ -363,28 +310,18 @@ def run(config: dict, device="cpu", seed: int = 0, progress: bool = False) -> di
     return out
 
 
+def _summary(res: dict) -> list[str]:
+    lines = [f"{k:>10}: {m['parameters']} parameters, {m['steps_done']} steps in {m['seconds']:.0f} s, "
+             f"final MSE {m['final_mse']:.4f}, accuracy {m['final_acc']:.1%}" for k, m in res["models"].items()]
+    z = res["zero_predictor"]
+    return lines + [f"zero predictor: MSE {z['mse']:.4f}, accuracy {z['acc']:.1%}"]
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ssmlib.hippo_rnn",
-                                     description="Train HiPPO-RNN and a GRU on the recall task; "
-                                                 "write hippo_rnn.json.")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "book" / "results")
-    parser.add_argument("--tiny", action="store_true", help="the CPU-sized configuration (seconds)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    config = TINY if args.tiny else FULL
-    if not args.tiny and args.device != "cuda":
-        parser.error("the full run needs a CUDA GPU (use --tiny on a CPU)")
-    res = run(config, args.device, args.seed, progress=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "hippo_rnn_tiny.json" if args.tiny else "hippo_rnn.json"
-    path = args.out / name
-    path.write_text(json.dumps(res, indent=1) + "\n")
-    for k, m in res["models"].items():
-        print(f"{k:>10}: {m['parameters']} parameters, {m['steps_done']} steps in {m['seconds']:.0f} s, "
-              f"final MSE {m['final_mse']:.4f}, accuracy {m['final_acc']:.1%}")
-    print(f"zero predictor: MSE {res['zero_predictor']['mse']:.4f}, accuracy {res['zero_predictor']['acc']:.1%}")
-    print(f"wrote {path}")
+    """``python -m ssmlib.hippo_rnn [--tiny] [--out DIR]``: write ``hippo_rnn.json``."""
+    return command_line(argv, prog="python -m ssmlib.hippo_rnn",
+                        description="Train HiPPO-RNN and a GRU on the recall task; write hippo_rnn.json.",
+                        run=run, full=FULL, tiny=TINY, filename="hippo_rnn", summary=_summary)
 
 
 if __name__ == "__main__":

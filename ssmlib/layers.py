@@ -32,12 +32,8 @@ configuration (:data:`TINY`, seconds).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import time
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -46,9 +42,10 @@ from . import checks, hippo
 from .convolution import causal_conv
 from .discretize import discretize
 from .krylov import krylov
+from .training import command_line, fit
 
 __all__ = ["LSSL", "LSSLBlock", "DeepLSSL", "PatternMemoryTask", "count_parameters", "train",
-           "evaluate", "FULL", "TINY", "run", "main"]
+           "FULL", "TINY", "run", "main"]
 
 #: HiPPO measures the layer can start from (time-invariant LegS: A without the 1/t).
 INITS = ("legt", "legs", "lagt")
@@ -302,20 +299,14 @@ class PatternMemoryTask:
         """Fraction of sequences classified correctly."""
         return (logits.argmax(-1) == y).float().mean().item()
 
+    def metrics(self, logits, y) -> dict:
+        """Held-out scores: ``{"loss"`` (cross-entropy), ``"acc"}``."""
+        return {"loss": self.loss(logits, y).item(), "acc": self.accuracy(logits, y)}
+
 
 # --------------------------------------------------------------------------------------
 # training
 # --------------------------------------------------------------------------------------
-
-@torch.no_grad()
-def evaluate(model: nn.Module, task: PatternMemoryTask, x, y, chunk: int = 256) -> tuple[float, float]:
-    """``(cross-entropy, accuracy)`` of ``model`` on the held-out set ``x, y``."""
-    was = model.training
-    model.eval()
-    logits = torch.cat([model(x[i:i + chunk]) for i in range(0, len(x), chunk)])
-    model.train(was)
-    return task.loss(logits, y).item(), task.accuracy(logits, y)
-
 
 def train(model: nn.Module, task: PatternMemoryTask, steps: int, device="cpu", *, batch_size: int = 64,
           lr: float = 3e-3, lr_dt: float | None = None, seed: int = 0, eval_size: int = 256,
@@ -324,20 +315,16 @@ def train(model: nn.Module, task: PatternMemoryTask, steps: int, device="cpu", *
     """Train with AdamW (cross-entropy, gradient norm clipped to 1, cosine learning rate).
 
     ``lr_dt`` is the learning rate of the SSM parameters (A, B, log Δ; default
-    ``lr``), without weight decay. Returns the learning curve: ``{"step",
-    "loss", "eval_step", "eval_loss", "eval_acc", "final_loss", "final_acc",
-    "steps_done", "seconds", "stopped_early"}``. ``progress`` shows a tqdm bar
+    ``lr``), without weight decay. Returns the learning curve of
+    :func:`ssmlib.training.fit`: ``{"step", "loss", "eval_step", "eval_loss",
+    "eval_acc", "final_loss", "final_acc", "steps_done", "seconds",
+    "stopped_early"}``. ``progress`` shows a tqdm bar
     (a printed line every 5% where tqdm is missing).
     """
-    checks.positive_int("steps", steps)
-    checks.positive_int("batch_size", batch_size)
-    checks.positive_int("eval_every", eval_every)
-    checks.positive_int("eval_size", eval_size)
     if not isinstance(task, PatternMemoryTask):
         raise TypeError(f"task must be a PatternMemoryTask, got {type(task).__name__}")
     lr = _positive_float("lr", lr)
     lr_dt = lr if lr_dt is None else _positive_float("lr_dt", lr_dt)
-    dtype = next(model.parameters()).dtype
     model.to(device)
     ssm = [p for n, p in model.named_parameters() if n.split(".")[-1] in ("A", "B", "log_dt")]
     ids = {id(p) for p in ssm}
@@ -345,52 +332,9 @@ def train(model: nn.Module, task: PatternMemoryTask, steps: int, device="cpu", *
     opt = torch.optim.AdamW([{"params": rest, "lr": lr, "weight_decay": 0.01},
                              {"params": ssm, "lr": lr_dt, "weight_decay": 0.0}])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    gen = torch.Generator().manual_seed(seed)
-    x_eval, y_eval = task.sample(eval_size, torch.Generator().manual_seed(seed + 10_000), device, dtype)
-    curve = {"step": [], "loss": [], "eval_step": [], "eval_loss": [], "eval_acc": []}
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=steps, desc=desc, leave=True)
-        except ImportError:
-            pass
-    t0 = time.perf_counter()
-    stopped, step = False, 0
-    for step in range(1, steps + 1):
-        x, y = task.sample(batch_size, gen, device, dtype)
-        loss = task.loss(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        curve["step"].append(step)
-        curve["loss"].append(loss.item())
-        if step % eval_every == 0:
-            ev_loss, acc = evaluate(model, task, x_eval, y_eval)
-            curve["eval_step"].append(step)
-            curve["eval_loss"].append(ev_loss)
-            curve["eval_acc"].append(acc)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        elif progress and (step % max(1, steps // 20) == 0 or step == 1):
-            print(f"{desc}: step {step}/{steps}, loss {loss.item():.4f}, "
-                  f"{time.perf_counter() - t0:.0f} s", flush=True)
-        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s and step < steps:
-            stopped = True
-            break
-    if bar is not None:
-        bar.close()
-    if not curve["eval_step"] or curve["eval_step"][-1] != step:
-        ev_loss, acc = evaluate(model, task, x_eval, y_eval)
-        curve["eval_step"].append(step)
-        curve["eval_loss"].append(ev_loss)
-        curve["eval_acc"].append(acc)
-    curve.update(final_loss=curve["eval_loss"][-1], final_acc=curve["eval_acc"][-1], steps_done=step,
-                 seconds=time.perf_counter() - t0, stopped_early=stopped)
-    return curve
+    return fit(model, task, opt, steps, device, sched=sched, batch_size=batch_size, seed=seed,
+               eval_size=eval_size, eval_every=eval_every, time_limit_s=time_limit_s, progress=progress,
+               desc=desc)
 
 
 #: The GPU run the book shows (at most ~5 min on an H200: ``time_limit_s``).
@@ -420,25 +364,16 @@ def run(config: dict, device="cpu", seed: int = 0, progress: bool = False) -> di
             "chance_loss": math.log(task.n_classes), **curve}
 
 
+def _summary(res: dict) -> list[str]:
+    return [f"deep LSSL: {res['parameters']} parameters, {res['steps_done']} steps in {res['seconds']:.0f} s, "
+            f"final loss {res['final_loss']:.4f}, accuracy {res['final_acc']:.1%} (chance {res['chance_acc']:.1%})"]
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ssmlib.layers",
-                                     description="Train a deep LSSL on the pattern-memory task; "
-                                                 "write lssl_pattern.json.")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "book" / "results")
-    parser.add_argument("--tiny", action="store_true", help="the CPU-sized configuration (seconds)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    config = TINY if args.tiny else FULL
-    if not args.tiny and args.device != "cuda":
-        parser.error("the full run needs a CUDA GPU (use --tiny on a CPU)")
-    res = run(config, args.device, args.seed, progress=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ("lssl_pattern_tiny.json" if args.tiny else "lssl_pattern.json")
-    path.write_text(json.dumps(res, indent=1) + "\n")
-    print(f"deep LSSL: {res['parameters']} parameters, {res['steps_done']} steps in {res['seconds']:.0f} s, "
-          f"final loss {res['final_loss']:.4f}, accuracy {res['final_acc']:.1%} (chance {res['chance_acc']:.1%})")
-    print(f"wrote {path}")
+    """``python -m ssmlib.layers [--tiny] [--out DIR]``: write ``lssl_pattern.json``."""
+    return command_line(argv, prog="python -m ssmlib.layers",
+                        description="Train a deep LSSL on the pattern-memory task; write lssl_pattern.json.",
+                        run=run, full=FULL, tiny=TINY, filename="lssl_pattern", summary=_summary)
 
 
 if __name__ == "__main__":
