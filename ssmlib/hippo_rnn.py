@@ -248,13 +248,13 @@ class RecallTask:
 
 def train(model: nn.Module, task: RecallTask, steps: int, device="cpu", *, batch_size: int = 64,
           lr: float = 3e-3, seed: int = 0, eval_size: int = 256, eval_every: int = 25,
-          time_limit_s: float | None = None, progress: bool = False, desc: str | None = None) -> dict:
+          time_limit_s: float | None = None, progress: bool | str = False, desc: str | None = None) -> dict:
     """Train ``model`` on ``task`` with Adam (MSE loss, gradient norm clipped to 1).
 
     Returns the learning curve of :func:`ssmlib.training.fit`: ``{"step",
     "loss", "eval_step", "eval_mse", "eval_acc", "final_mse", "final_acc",
     "steps_done", "seconds", "stopped_early"}``. ``time_limit_s`` stops
-    training early (then evaluates); ``progress`` shows a tqdm bar.
+    training early (then evaluates); ``progress``: see :func:`ssmlib.training.fit`.
     """
     if not isinstance(task, RecallTask):
         raise TypeError(f"task must be a RecallTask, got {type(task).__name__}")
@@ -281,7 +281,7 @@ TINY = {"task": {"length": 100, "K": 4, "cutoff": 4, "tol": 0.2},
         "eval_size": 256, "eval_every": 10, "time_limit_s": None}
 
 
-def run(config: dict, device="cpu", seed: int = 0, progress: bool = False) -> dict:
+def run(config: dict, device="cpu", seed: int = 0, progress: bool | str = False) -> dict:
     """Train a :class:`HiPPORNN` and a parameter-matched :class:`GRUBaseline` on the same
     :class:`RecallTask` with the same batches; return the result (the JSON the book reads)."""
     from .bench import environment

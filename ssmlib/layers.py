@@ -310,7 +310,7 @@ class PatternMemoryTask:
 
 def train(model: nn.Module, task: PatternMemoryTask, steps: int, device="cpu", *, batch_size: int = 64,
           lr: float = 3e-3, lr_dt: float | None = None, seed: int = 0, eval_size: int = 256,
-          eval_every: int = 25, time_limit_s: float | None = None, progress: bool = False,
+          eval_every: int = 25, time_limit_s: float | None = None, progress: bool | str = False,
           desc: str = "deep LSSL") -> dict:
     """Train with AdamW (cross-entropy, gradient norm clipped to 1, cosine learning rate).
 
@@ -318,8 +318,7 @@ def train(model: nn.Module, task: PatternMemoryTask, steps: int, device="cpu", *
     ``lr``), without weight decay. Returns the learning curve of
     :func:`ssmlib.training.fit`: ``{"step", "loss", "eval_step", "eval_loss",
     "eval_acc", "final_loss", "final_acc", "steps_done", "seconds",
-    "stopped_early"}``. ``progress`` shows a tqdm bar
-    (a printed line every 5% where tqdm is missing).
+    "stopped_early"}``. ``progress``: see :func:`ssmlib.training.fit`.
     """
     if not isinstance(task, PatternMemoryTask):
         raise TypeError(f"task must be a PatternMemoryTask, got {type(task).__name__}")
@@ -349,7 +348,7 @@ TINY = {"task": {"length": 64, "n_classes": 4, "pattern": 16, "noise": 0.5},
         "time_limit_s": None}
 
 
-def run(config: dict, device="cpu", seed: int = 0, progress: bool = False) -> dict:
+def run(config: dict, device="cpu", seed: int = 0, progress: bool | str = False) -> dict:
     """Train a :class:`DeepLSSL` on the :class:`PatternMemoryTask` of ``config``; return the JSON the book reads."""
     from .bench import environment
 

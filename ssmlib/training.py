@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -34,13 +35,14 @@ def evaluate(model: nn.Module, task, x: torch.Tensor, y: torch.Tensor, chunk: in
 
 def fit(model: nn.Module, task, opt: torch.optim.Optimizer, steps: int, device="cpu", *,
         sched=None, batch_size: int = 64, seed: int = 0, eval_size: int = 256, eval_every: int = 25,
-        time_limit_s: float | None = None, progress: bool = False, desc: str = "") -> dict:
+        time_limit_s: float | None = None, progress: bool | str = False, desc: str = "") -> dict:
     """Train ``model`` on ``task`` with ``opt`` (and the scheduler ``sched``, stepped every step).
 
     Returns the learning curve: ``{"step": [1, 2, …], "loss": [training loss
     per step], "eval_step": [...], "eval_<metric>": [...] for each of
     task.metrics, "final_<metric>", "steps_done", "seconds", "stopped_early"}``.
-    ``progress`` shows a tqdm bar, or prints a line every 5% where tqdm is missing.
+    ``progress`` shows a tqdm bar, or prints a line every 5% where tqdm is
+    missing or ``progress="lines"`` (logs of runs without a terminal).
     """
     checks.positive_int("steps", steps)
     checks.positive_int("batch_size", batch_size)
@@ -57,7 +59,7 @@ def fit(model: nn.Module, task, opt: torch.optim.Optimizer, steps: int, device="
             curve.setdefault(f"eval_{name}", []).append(v)
 
     bar = None
-    if progress:
+    if progress and progress != "lines":
         try:
             from tqdm.auto import tqdm
             bar = tqdm(total=steps, desc=desc, leave=True)
@@ -113,7 +115,8 @@ def command_line(argv, *, prog: str, description: str, run, full: dict, tiny: di
     args = parser.parse_args(argv)
     if not args.tiny and args.device != "cuda":
         parser.error("the full run needs a CUDA GPU (use --tiny on a CPU)")
-    res = run(tiny if args.tiny else full, args.device, args.seed, progress=True)
+    res = run(tiny if args.tiny else full, args.device, args.seed,
+              progress=True if sys.stdout.isatty() else "lines")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{filename}{'_tiny' if args.tiny else ''}.json"
     path.write_text(json.dumps(res, indent=1) + "\n")

@@ -54,3 +54,10 @@ def test_bad_arguments_name_themselves(kw, match):
     args = dict(steps=5) | kw
     with pytest.raises(ValueError, match=match):
         fit(model, Line(), torch.optim.SGD(model.parameters(), lr=0.1), args.pop("steps"), **args)
+
+
+def test_progress_lines_for_logs(capsys):
+    model = torch.nn.Linear(1, 1, bias=False)
+    fit(model, Line(), torch.optim.SGD(model.parameters(), lr=0.1), 40, eval_size=8, progress="lines", desc="line")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("line: step 1/40") and len(out) == 21      # step 1, then every 2 steps
