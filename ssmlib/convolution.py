@@ -13,28 +13,20 @@ from __future__ import annotations
 import torch
 
 from . import checks
+from .krylov import krylov_naive
 
 
 def impulse_response(A, B, C, L: int):
-    """The first L terms of K_j = C A^j B for each channel.
+    """The first L terms of K_j = C A^j B for each channel: the output for u = (1, 0, 0, …).
 
-    Shapes: ``A (H, N, N)``, ``B (H, N)``, ``C (H, N)`` → ``K (H, L)``.
-    Computed by propagating ``A^j B`` (L matrix-vector products per channel).
+    Shapes: ``A (H, N, N)``, ``B (H, N)``, ``C (H, N)`` → ``K (H, L)``. The
+    same numbers as :func:`ssmlib.krylov` (the LSSL chapter's name for them, with
+    two faster algorithms); this is its reference, L matrix-vector products.
     """
     checks.tensor("A", A, ndim=3)
     checks.tensor("B", B, ndim=2)
     checks.tensor("C", C, ndim=2)
-    checks.positive_int("L", L)
-    H, N, _ = A.shape
-    checks.shape("A", A, (H, N, N))
-    checks.shape("B", B, (H, N))
-    checks.shape("C", C, (H, N))
-    K = []
-    v = B
-    for _ in range(L):
-        K.append((C * v).sum(-1))
-        v = torch.einsum("hij,hj->hi", A, v)
-    return torch.stack(K, dim=-1)
+    return krylov_naive(A, B, C, L)
 
 
 def causal_conv(u, K, D=None):

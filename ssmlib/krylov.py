@@ -24,10 +24,12 @@ the tests and timed in the book:
     products: O(N²L + N³ log L) work, but only log₂L sequential steps, each a
     large matrix product that tensor cores like. Differentiable.
 
-All three compute powers of A in the working precision, and that is the
-second problem of the LSSL: for HiPPO matrices, ‖A^k‖ grows to huge values
-before it decays (the matrices are far from normal), so float32 loses every
-digit of K long before float64 does (measured in the book).
+All three compute powers of A in the working precision. For the bilinear
+discretizations of the HiPPO matrices that is safe: A + Aᵀ ≼ 0 makes Ā a
+contraction, and the float32 kernel stays close to the float64 one (measured
+in the book). What loses every digit is the cheap route around the O(N²L)
+cost, diagonalizing Ā: its eigenvector matrix is exponentially ill-conditioned
+in N. S4 is the way out of both problems.
 """
 from __future__ import annotations
 
