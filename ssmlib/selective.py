@@ -33,7 +33,7 @@ The state x reaches memory only as a checkpoint every ``bwd_block_t`` steps
 when a backward will follow (N floats per channel per checkpoint: under a
 tenth of the inputs' bytes), and as the last state when asked.
 
-Two forward kernels (``config={"variant": ...}``), both parallel over
+Three forward kernels (``config={"variant": ...}``), all parallel over
 (batch, channel blocks inside one group of B and C):
 
 * ``"serial"`` (default): a program holds a ``(BLOCK_D, N)`` float32 state
@@ -55,11 +55,37 @@ Two forward kernels (``config={"variant": ...}``), both parallel over
   per chunk. All tiles of a program, B and C broadcast over its channels
   included, are addressed alike so that they share one register layout.
 
-Instruction counts in the sm_90 code (compile-only, N = 16, per (b, d, t, n)
-in the inner loop): serial ≈ 13–15, scan ≈ 19 (bf16) to 30 (fp32), against a
-budget of 8 issue slots per exponential (the H200 issues 4 warp-instructions
-per clock per SM and has 16 exp lanes). Hence the serial default; the sweep
-``python -m ssmlib.bench selective --sweep`` measures both.
+* ``"pipelined"``: the serial recurrence (same state tile, same one exp per
+  element) without the serial kernel's per-chunk memory round trips. Δ and
+  Δ·u of the chunk stay in registers, in a tile laid out like the state tile,
+  and step j takes its column with a compile-time select and the lanes'
+  butterfly (``tl.sum(tl.where(tcol == j, X, -0.0), 1)``; two shuffles each);
+  no scratch, no barrier. u, Δ and z are loaded two chunks ahead (loop-carried
+  registers), so HBM latency hides behind the arithmetic. ``bc_tile=True``
+  loads the chunk's B and C as ``(BLOCK_D, BLOCK_T, N)`` tiles whose
+  (channel, state) plane has the state tile's layout and whose time axis is
+  in registers (step j is a register selection); ``bc_tile=2`` loads them a
+  chunk ahead (two chunks live in registers). With few sequences (batch
+  1), ``seg_len`` splits L across programs: pass 1 runs every segment but the
+  last from a zero state and keeps its end state and Σ Δ (the segment's decay
+  is ``exp(A Σ Δ)``); pass 2 walks the segments per (b, d, n) for the
+  entering states; pass 3 reruns every segment from its entering state and
+  writes the outputs (twice the exponentials, ``L / seg_len`` times the
+  programs). By default it splits only when there are fewer than 8 warps per
+  SM.
+
+Instruction counts in the sm_90a code (compile-only: ``python -m
+ssmlib.bench.selective --compile-only``; N = 16, block 32×16, 4 warps, SASS of
+the chunk loop per (b, d, t, n) element of a thread): serial ≈ 11.8 with 2
+barriers and 2 scratch loads per step, pipelined ≈ 14.0 with no barrier (6
+shuffles per step, 2 more than serial), scan ≈ 19 (bf16) to 30 (fp32),
+against a budget of 8 issue slots per exponential (the H200 issues 4
+warp-instructions per clock per SM and has 16 exp lanes). The serial kernel
+measured 7.8× its floor at the headline shape: it is latency-bound (about 12
+warps per SM, and each chunk waits for its loads, a scratch round trip and two
+barriers), not issue-bound, which is what "pipelined" addresses. Serial is
+the default until the sweep ``python -m ssmlib.bench selective --sweep``
+(``python -m ssmlib.bench.selective --sweep-only``) has measured all three.
 
 The fused backward walks the chunks in reverse. For each chunk and state n it
 *recomputes* the states from the checkpoint (a forward scan), then scans for
@@ -108,8 +134,10 @@ MAX_N = 256
 INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 #: Keys of :func:`selective_scan`'s ``config``.
-CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "bwd_block_d", "bwd_block_t", "bwd_num_warps",
-               "bwd_flip")
+CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "bwd_block_d", "bwd_block_t",
+               "bwd_num_warps", "bwd_flip")
+#: Forward kernels selectable with ``config={"variant": ...}``.
+FWD_VARIANTS = ("serial", "scan", "pipelined")
 
 
 # ----------------------------------------------------------------------------- references
@@ -409,6 +437,229 @@ def _selective_scan_fwd_serial_kernel(
         tl.debug_barrier()                                       # before the scratch is overwritten
     if STORE_LAST:
         tl.store(last_ptr + rows[:, None] * N + ncol, X, mask=nmask)
+
+
+@triton.jit
+def _load_bc3(base, k, t1, NS, N, t3, n3, ON: tl.constexpr, EVEN: tl.constexpr, acc: tl.constexpr):
+    """The (BLOCK_D, BLOCK_T, BLOCK_N) tile of B or C for the chunk at step k (zeros when not ON)."""
+    if ON:
+        if EVEN:
+            x = tl.load(base + k * NS).to(acc)
+        else:
+            x = tl.load(base + k * NS, mask=(n3 < N) & (k + t3 < t1), other=0.0).to(acc)
+    else:
+        x = tl.zeros(base.shape, dtype=acc)
+    return x
+
+
+@triton.jit
+def _selective_scan_fwd_pipe_kernel(
+        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, states_ptr, seg_ptr,
+        dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, sB_b, sB_g, sC_b, sC_g,
+        VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+        HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, STORE_LAST: tl.constexpr,
+        STORE_STATES: tl.constexpr, CKPT: tl.constexpr, EVEN_L: tl.constexpr, EVEN_N: tl.constexpr,
+        STATES_ONLY: tl.constexpr, HAS_H0: tl.constexpr, BC_TILE: tl.constexpr,
+        BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+    # The "pipelined" variant: the serial recurrence of _selective_scan_fwd_serial_kernel with
+    # (1) no scratch and no barrier: Δ and Δ·u of the chunk stay in registers, in a tile laid
+    #     out like the state tile (a row per channel, the lanes of a channel splitting the
+    #     columns), and step j takes its column with a compile-time select and the lanes'
+    #     butterfly (`tl.sum(tl.where(tcol == j, X, -0.0), 1)`: -0.0 so that the adds of the
+    #     other registers fold away);
+    # (2) the next chunk's u, Δ, z loaded before the current chunk is computed (loop-carried
+    #     registers), so the HBM latency hides behind 16 steps of arithmetic;
+    # (3) optionally a segment of the sequence per program (axis 1 of the grid): with
+    #     STATES_ONLY it writes only the segment's end state from a zero start and Σ Δ (the
+    #     segment's decay is exp(A Σ Δ)); with HAS_H0 it starts from the entering state that
+    #     _selective_scan_seg_combine_kernel computed. That is pass 1 and pass 3 of the split
+    #     forward, for few sequences (batch 1): twice the exponentials, n_seg times the programs.
+    pid = tl.program_id(0)
+    seg = tl.program_id(1)
+    blk = pid % n_dblocks
+    bg = pid // n_dblocks
+    G = dim // dpg
+    g = bg % G
+    b = bg // G
+    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = dl < dpg
+    d = g * dpg + dl
+    rows = b.to(tl.int64) * dim + d
+    acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
+    ncol = tl.arange(0, BLOCK_N)[None, :]
+    t_in = tl.arange(0, BLOCK_T)
+    tcol = t_in[None, :]
+    if EVEN_N:
+        nmask = dmask[:, None]
+    else:
+        nmask = dmask[:, None] & (ncol < N)
+    zero_rows = rows[:, None] * 0
+    # the row stride of the transposed B, C: a compile-time constant when N is a power of two,
+    # so that step j's address is an immediate offset
+    if EVEN_N:
+        NS: tl.constexpr = BLOCK_N
+    else:
+        NS = N
+    A2 = tl.load(A_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc) * 1.4426950408889634
+    B_base = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + zero_rows
+    C_base = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + zero_rows
+    if VAR_B:
+        B_row = B_base + ncol
+    else:
+        Bfix = tl.load(B_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
+    if VAR_C:
+        C_row = C_base + ncol
+    else:
+        Cfix = tl.load(C_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+    t0 = seg * seg_len
+    t1 = tl.minimum(t0 + seg_len, L)
+    # segment buffers (batch, dim, n_seg, N + 1): the state, then Σ Δ
+    seg_row = seg_ptr + (rows * n_seg + seg) * (N + 1)
+    if HAS_H0:
+        X = tl.load(seg_row[:, None] + ncol, mask=nmask, other=0.0).to(acc)
+    else:
+        X = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
+    if STATES_ONLY:
+        dtsum = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+    # the first two chunks' inputs; chunk c + 2's are loaded while chunk c computes (two ahead:
+    # ptxas tends to issue independent loads late in the loop body, and one chunk ahead would
+    # then hide only part of the HBM latency)
+    tt = t0 + t_in
+    m2 = dmask[:, None] & (tt < t1)[None, :]
+    offs = rows[:, None] * L + tt[None, :]
+    U = tl.load(u_ptr + offs, mask=m2, other=0.0)
+    DTr = tl.load(delta_ptr + offs, mask=m2, other=0.0)
+    m2_1 = dmask[:, None] & (tt + BLOCK_T < t1)[None, :]
+    U_1 = tl.load(u_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
+    DTr_1 = tl.load(delta_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
+    if HAS_Z:
+        Z = tl.load(z_ptr + offs, mask=m2, other=0.0)
+        Z_1 = tl.load(z_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
+    if BC_TILE > 0:
+        # (BLOCK_D, BLOCK_T, BLOCK_N) tiles of the chunk's B_t, C_t, broadcast over the channels.
+        # Neither the channel axis (stride 0) nor time (stride N) is contiguous; Triton then puts
+        # the lanes on states and channels, as in the state tile, and repeats that plane in
+        # registers along time: step j's slice is a register selection (no shuffle, no shared
+        # memory), and the chunk's loads are all in flight at once (BC_TILE = 1; 2: loaded a
+        # chunk ahead, which keeps two chunks of B and C in registers).
+        t3 = tl.arange(0, BLOCK_T)[None, :, None]
+        n3 = tl.arange(0, BLOCK_N)[None, None, :]
+        B3_base = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + (rows * 0)[:, None, None] + t3 * NS + n3
+        C3_base = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + (rows * 0)[:, None, None] + t3 * NS + n3
+        if BC_TILE == 2:   # the first chunk's; then each chunk loads the next one's
+            B3 = _load_bc3(B3_base, t0, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
+            C3 = _load_bc3(C3_base, t0, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, EVEN_L and EVEN_N, acc)
+    for k in range(t0, t1, BLOCK_T):
+        if BC_TILE == 1:
+            B3 = _load_bc3(B3_base, k, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
+            C3 = _load_bc3(C3_base, k, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, EVEN_L and EVEN_N, acc)
+        if BC_TILE == 2:
+            B3_n = _load_bc3(B3_base, k + BLOCK_T, t1, NS, N, t3, n3, VAR_B, False, acc)
+            C3_n = _load_bc3(C3_base, k + BLOCK_T, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, False, acc)
+        # issue chunk c + 2's loads now; they land while chunks c and c + 1 compute
+        tt_n = k + 2 * BLOCK_T + t_in
+        m2_n = dmask[:, None] & (tt_n < t1)[None, :]
+        offs_n = rows[:, None] * L + tt_n[None, :]
+        U_n = tl.load(u_ptr + offs_n, mask=m2_n, other=0.0)
+        DTr_n = tl.load(delta_ptr + offs_n, mask=m2_n, other=0.0)
+        if HAS_Z:
+            Z_n = tl.load(z_ptr + offs_n, mask=m2_n, other=0.0)
+        tt = k + t_in
+        m2 = dmask[:, None] & (tt < t1)[None, :]
+        offs = rows[:, None] * L + tt[None, :]
+        Uf = U.to(acc)
+        DT = DTr.to(acc)
+        if HAS_BIAS:
+            DT += bias
+        if SOFTPLUS:
+            DT = _softplus(DT)
+        DT = tl.where(m2, DT, 0.0)
+        DTU = DT * Uf
+        if STATES_ONLY:
+            dtsum += DT
+        else:
+            Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+        for j in tl.static_range(BLOCK_T):
+            sel = tcol == j
+            dt = tl.sum(tl.where(sel, DT, -0.0), 1)[:, None]
+            dtu = tl.sum(tl.where(sel, DTU, -0.0), 1)[:, None]
+            if VAR_B:
+                if BC_TILE > 0:
+                    Bt = tl.sum(tl.where(t3 == j, B3, -0.0), 1)
+                elif EVEN_L and EVEN_N:
+                    Bt = tl.load(B_row + (k + j) * NS).to(acc)
+                else:
+                    Bt = tl.load(B_row + (k + j) * NS, mask=(ncol < N) & (k + j < t1), other=0.0).to(acc)
+            else:
+                Bt = Bfix
+            X = tl.exp2(dt * A2) * X + dtu * Bt                    # the one exp per (b, d, t, n)
+            if not STATES_ONLY:
+                if VAR_C and BC_TILE > 0:
+                    Ct = tl.sum(tl.where(t3 == j, C3, -0.0), 1)
+                elif VAR_C:
+                    if EVEN_L and EVEN_N:
+                        Ct = tl.load(C_row + (k + j) * NS).to(acc)
+                    else:
+                        Ct = tl.load(C_row + (k + j) * NS, mask=(ncol < N) & (k + j < t1), other=0.0).to(acc)
+                else:
+                    Ct = Cfix
+                Y = tl.where(sel, tl.sum(X * Ct, 1)[:, None], Y)
+        if STORE_STATES:
+            if (k + BLOCK_T) % CKPT == 0:
+                if k + BLOCK_T < L:
+                    tl.store(states_ptr + (rows[:, None] * n_ckpt + (k + BLOCK_T) // CKPT - 1) * N + ncol, X,
+                             mask=nmask)
+        if not STATES_ONLY:
+            if HAS_D:
+                Y += Dv * Uf
+            if HAS_Z:
+                Zf = Z.to(acc)
+                Y *= Zf * tl.sigmoid(Zf)
+            tl.store(out_ptr + offs, Y.to(out_ptr.dtype.element_ty), mask=m2)
+        if BC_TILE == 2:
+            B3 = B3_n
+            C3 = C3_n
+        U = U_1
+        DTr = DTr_1
+        U_1 = U_n
+        DTr_1 = DTr_n
+        if HAS_Z:
+            Z = Z_1
+            Z_1 = Z_n
+    if STATES_ONLY:
+        tl.store(seg_row[:, None] + ncol, X, mask=nmask)
+        tl.store(seg_row + N, tl.sum(dtsum, 1), mask=dmask)
+    if STORE_LAST:
+        if seg == n_seg - 1:
+            tl.store(last_ptr + rows[:, None] * N + ncol, X, mask=nmask)
+
+
+@triton.jit
+def _selective_scan_seg_combine_kernel(seg_ptr, A_ptr, dim, N, n_seg, total, BLOCK: tl.constexpr):
+    # Pass 2 of the split forward: per (b, d, n), walk the segments in order and replace each
+    # segment's (end state from zero, Σ Δ) by its entering state: h_0 = 0,
+    # h_{s+1} = exp(A Σ_s Δ) h_s + end_s.
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)          # flattened (b, d, n)
+    m = i < total
+    n = i % N
+    row = i // N                                                 # b·dim + d
+    d = row % dim
+    acc = tl.float64 if seg_ptr.dtype.element_ty == tl.float64 else tl.float32
+    a2 = tl.load(A_ptr + d * N + n, mask=m, other=0.0).to(acc) * 1.4426950408889634
+    base = seg_ptr + row.to(tl.int64) * n_seg * (N + 1)
+    h = tl.zeros([BLOCK], dtype=acc)
+    for s in range(n_seg - 1):                                   # (pass 1 skips the last segment)
+        p = base + s * (N + 1)
+        end = tl.load(p + n, mask=m, other=0.0)
+        dts = tl.load(p + N, mask=m, other=0.0)
+        tl.store(p + n, h, mask=m)
+        h = tl.exp2(dts * a2) * h + end
+    tl.store(base + (n_seg - 1) * (N + 1) + n, h, mask=m)
+    # (the Σ Δ slots are left as they are; pass 3 does not read them)
 
 
 @triton.jit
@@ -760,9 +1011,12 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
     ckpt = (config or {}).get("bwd_block_t") or _bwd_config(N, L, u.dtype)[1]
     _check_pow2("bwd_block_t", ckpt)
     n_chunks, n_ckpt = triton.cdiv(L, bt), triton.cdiv(L, ckpt)
+    states = torch.empty(batch, dim, n_ckpt, N, dtype=acc, device=u.device) if want_states else None
+    if (config or {}).get("variant", _fwd_variant(N, L)) == "pipelined":
+        return _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states,
+                                  config or {}, batch, dim, L, N, G, var_B, var_C, acc, ckpt, n_ckpt, states)
     out = torch.empty_like(u)
     carry = torch.zeros(batch, dim, 2, N, dtype=acc, device=u.device)     # the kernel's carry between chunks
-    states = torch.empty(batch, dim, n_ckpt, N, dtype=acc, device=u.device) if want_states else None
     dpg = dim // G
     if (config or {}).get("variant", _fwd_variant(N, L)) == "serial":
         # chunks no longer than the checkpoint interval, so that checkpoints fall on chunk ends
@@ -804,6 +1058,66 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
     saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
     last = carry[:, :, (n_chunks - 1) % 2] if want_last and L else carry[:, :, 0]
     return out, (last.contiguous() if want_last else None), saved
+
+
+def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states, config,
+                       batch, dim, L, N, G, var_B, var_C, acc, ckpt, n_ckpt, states):
+    """The "pipelined" forward: one launch, or three when the sequence is split into segments."""
+    bt = min(config.get("block_t") or (8 if runtime.INTERPRET else 16), ckpt)
+    bd, nw = (8, 1) if runtime.INTERPRET else (32, 4)
+    bd = config.get("block_d") or bd
+    nw = config.get("num_warps") or nw
+    dpg = dim // G
+    n_dblocks = triton.cdiv(dpg, bd)
+    programs = batch * G * n_dblocks
+    seg_len = config.get("seg_len") or _pipe_seg_len(programs * nw, L, bt, u.device)
+    seg_len = triton.cdiv(max(seg_len, bt), bt) * bt               # a whole number of chunks
+    n_seg = triton.cdiv(L, seg_len) if L else 1
+    out = torch.empty_like(u)
+    last = torch.empty(batch, dim, N, dtype=acc, device=u.device) if want_last and batch * dim and L else (
+        torch.zeros(batch, dim, N, dtype=acc, device=u.device) if want_last else None)
+    if batch * dim and L:
+        Bt = B.transpose(-1, -2).to(acc).contiguous() if var_B else B
+        Ct = C.transpose(-1, -2).to(acc).contiguous() if var_C else C
+        sB = (Bt.shape[1] * L * N if Bt.dim() == 4 else L * N, L * N) if var_B else (0, 0)
+        sC = (Ct.shape[1] * L * N if Ct.dim() == 4 else L * N, L * N) if var_C else (0, 0)
+        seg = torch.empty(batch, dim, n_seg, N + 1, dtype=acc, device=u.device) if n_seg > 1 else None
+        common = dict(BC_TILE=int(config.get("bc_tile") or 0), VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None,
+                      HAS_Z=z is not None,
+                      HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), CKPT=ckpt, EVEN_L=L % bt == 0,
+                      EVEN_N=triton.next_power_of_2(N) == N, BLOCK_D=bd, BLOCK_T=bt,
+                      BLOCK_N=triton.next_power_of_2(N), num_warps=nw)
+        # unused pointers are placeholders of the same dtype as a real call's (u's for inputs)
+        args = (u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
+                delta_bias if delta_bias is not None else u, out, last if last is not None else out,
+                states if states is not None else out, seg if seg is not None else out,
+                dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, *sB, *sC)
+        if n_seg > 1:
+            # pass 1: each segment but the last from a zero state: its end state and Σ Δ
+            _selective_scan_fwd_pipe_kernel[(programs, n_seg - 1)](
+                *args, STORE_LAST=False, STORE_STATES=False, STATES_ONLY=True, HAS_H0=False, **common)
+            # pass 2: the entering state of every segment
+            total = batch * dim * N
+            _selective_scan_seg_combine_kernel[(triton.cdiv(total, 256),)](seg, A, dim, N, n_seg, total,
+                                                                          BLOCK=256, num_warps=4)
+        # pass 3 (or the only pass): every segment from its entering state
+        _selective_scan_fwd_pipe_kernel[(programs, n_seg)](
+            *args, STORE_LAST=want_last, STORE_STATES=want_states, STATES_ONLY=False, HAS_H0=n_seg > 1, **common)
+    saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
+    return out, last, saved
+
+
+def _pipe_seg_len(warps: int, L: int, bt: int, device) -> int:
+    """Segment length of the pipelined forward: the whole sequence when the programs bring at
+    least 8 warps per SM; else segments of at least 8 chunks, enough of them for about 16 warps
+    per SM (the split costs a second pass of exponentials). A first guess for the sweep."""
+    if runtime.INTERPRET or L <= 8 * bt:
+        return max(L, 1)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    if warps >= 8 * sms:
+        return L
+    want = triton.cdiv(16 * sms, warps)
+    return max(8 * bt, triton.next_power_of_2(triton.cdiv(L, want)))
 
 
 def _backward(saved, softplus, dout, dlast, config=None):
@@ -899,7 +1213,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             tests): ``block_d``, ``block_t``, ``num_warps`` of the forward;
             ``bwd_block_d``, ``bwd_block_t`` (the backward's chunk, so also the
             forward's checkpoint interval), ``bwd_num_warps`` of the backward
-            (powers of two) and ``bwd_flip`` (bool, see the backward kernel).
+            (powers of two) and ``bwd_flip`` (bool, see the backward kernel);
+            ``variant``: "serial", "scan" or "pipelined" (see the module
+            docstring); for "pipelined" also ``seg_len`` (power of two: split L
+            into segments of that length, three passes) and ``bc_tile`` (0, 1: B and
+            C loaded per chunk, 2: a chunk ahead).
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on
@@ -914,10 +1232,12 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             if k not in CONFIG_KEYS:
                 raise ValueError(f"config has unknown key {k!r}")
         for k, v in config.items():
-            if k not in ("bwd_flip", "variant"):
+            if k not in ("bwd_flip", "variant", "bc_tile"):
                 _check_pow2(k, v)
-        if config.get("variant", "scan") not in ("scan", "serial"):
-            raise ValueError(f"config variant must be 'scan' or 'serial', got {config['variant']!r}")
+        if config.get("bc_tile", 0) not in (0, 1, 2):
+            raise ValueError(f"config bc_tile must be 0/False, 1/True or 2, got {config['bc_tile']!r}")
+        if config.get("variant", "scan") not in FWD_VARIANTS:
+            raise ValueError(f"config variant must be one of {FWD_VARIANTS}, got {config['variant']!r}")
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
                                        for t in (u, delta, A, B, C, D, z, delta_bias)):
         _check_args(u, delta, A, B, C, D, z, delta_bias)

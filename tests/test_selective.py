@@ -93,6 +93,21 @@ def test_forward_scan_variant_float64(kind, G, L):
     assert_close(last, ref_last, 1e-10, 1e-10, "last state")
 
 
+@pytest.mark.parametrize("kind,G,L,N,cfg", [
+    (kind, G, L, N, cfg) for kind, G in [("var", 1), ("grouped", 2), ("fixed", 1)]
+    for L, N, cfg in [(7, 16, {}), (33, 4, dict(seg_len=8)), (1, 1, dict(seg_len=8))]]
+    + [("var", 1, 40, 3, dict(seg_len=16, bc_tile=True)), ("fixed", 1, 40, 3, dict(seg_len=16, bc_tile=True)),
+       ("grouped", 2, 21, 16, dict(seg_len=8, block_t=4, bc_tile=2))])
+def test_forward_pipelined_variant_float64(kind, G, L, N, cfg):
+    """The pipelined forward, in one pass and split into segments (three passes: segment end states
+    from zero, their combination, the outputs from the entering states), B and C per step or per chunk."""
+    t = make(2, 6, L, N, kind, G)
+    out, last = call(selective_scan, t, config=dict(variant="pipelined", **cfg))
+    ref, ref_last = call(selective_scan_ref, t)
+    assert_close(out, ref, 1e-10, 1e-10, "out")
+    assert_close(last, ref_last, 1e-10, 1e-10, "last state")
+
+
 @pytest.mark.parametrize("opts", [o for k in range(4) for o in itertools.combinations(OPTS, k)])
 @pytest.mark.parametrize("softplus", [False, True])
 def test_forward_every_option(opts, softplus):
@@ -124,7 +139,8 @@ def test_forward_half_inputs_float32_state(dtype, tol):
 @pytest.mark.parametrize("cfg", [dict(block_d=1, block_t=2), dict(block_d=2, block_t=4), dict(block_d=16, block_t=64),
                                  dict(variant="scan", block_d=1, block_t=2),
                                  dict(variant="scan", block_d=16, block_t=64),
-                                 dict(variant="serial", block_d=4, block_t=1, bwd_block_t=1)])
+                                 dict(variant="serial", block_d=4, block_t=1, bwd_block_t=1),
+                                 dict(variant="pipelined", block_d=2, block_t=2, seg_len=4, bc_tile=True)])
 def test_launch_configs_agree(cfg):
     """Chunks of any length and channel blocks that straddle the end give the same answer."""
     t = make(2, 6, 13, 3, "grouped", 2)
@@ -213,7 +229,8 @@ def test_backward_chunk_boundaries():
 @pytest.mark.parametrize("cfg", [dict(block_t=4, bwd_block_t=8, bwd_block_d=2), dict(block_t=16, bwd_block_t=2),
                                  dict(block_t=8, bwd_block_t=8, bwd_flip=True),
                                  dict(variant="scan", block_t=4, bwd_block_t=8),
-                                 dict(variant="scan", block_t=16, bwd_block_t=4)])
+                                 dict(variant="scan", block_t=16, bwd_block_t=4),
+                                 dict(variant="pipelined", block_t=2, seg_len=8, bwd_block_t=4)])
 def test_backward_checkpoint_interval(cfg):
     """The forward's chunk and the backward's (the checkpoint interval) may differ; both adjoint scans agree."""
     t = make(2, 4, 21, 3, "grouped", 2)
@@ -334,6 +351,26 @@ def test_bad_config():
         call(selective_scan, t, config=dict(chunk=4))
     with pytest.raises(ValueError, match="variant"):
         call(selective_scan, t, config=dict(variant="fast"))
+    with pytest.raises(ValueError, match="seg_len must be a power of two"):
+        call(selective_scan, t, config=dict(variant="pipelined", seg_len=12))
+
+
+def test_kernels_compile_for_sm90():
+    """The interpreter misses what only the compiler checks: compile the pipelined forward (one pass,
+    split pass 1 and pass 3, B/C per step and per chunk) for sm_90a in a subprocess, with every
+    pointer typed as a real call types it (placeholders of unused options in the input's dtype);
+    no layout conversion through shared memory and no barrier in the chunk loop."""
+    from ssmlib.bench.selective import compile_report
+
+    recs = compile_report([("pipelined", "bf16", 32, 16, 4, 16), ("pipelined+bc_tile", "fp32", 32, 16, 4, 16),
+                           ("pipelined+bc_tile2", "fp16", 32, 8, 4, 16)],
+                          kinds=("fwd+ckpt", "fwd_split_pass1"), state_update=False)
+    errors = [r for r in recs if "error" in r]
+    assert not errors, errors
+    assert len(recs) == 6
+    for r in recs:
+        assert r["registers"] and r["spill_store_bytes"] == 0, r
+        assert r["loop_bar"] == 0 and r["loop_lds_sts"] == 0 and r["loop_ex2"] >= r["elems_per_thread_iter"], r
 
 
 def test_state_update_bad_input():
@@ -416,8 +453,8 @@ def test_gpu_half_inputs(dtype, tol, gtol, kind, G, L, N):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", [dict(variant=v, block_d=bd, block_t=bt, num_warps=nw)
-                                 for v, bd, bt, nw in __import__("ssmlib.bench.selective").bench.selective.FWD_CONFIGS])
+@pytest.mark.parametrize("cfg", [__import__("ssmlib.bench.selective").bench.selective.fwd_config_dict(c)
+                                 for c in __import__("ssmlib.bench.selective").bench.selective.FWD_CONFIGS])
 def test_gpu_every_launch_config(cfg):
     """Every forward configuration the sweep times, on sizes that are not block multiples."""
     t = make(3, 6 * 50, 1000, 16, "grouped", 2, dtype=torch.bfloat16)

@@ -12,8 +12,19 @@ Writes four files under ``book/results/``:
 * ``selective_scan_memory.json``: peak memory of forward+backward, fused vs
   unfused, same setting (``peak_MB`` per row).
 * with ``--sweep``, ``selective_scan_sweep.json``: every launch configuration
-  of the forward (variant "serial" or "scan", block_d, block_t, num_warps) and
-  of the backward (bwd_block_t, bwd_block_d, bwd_num_warps, bwd_flip).
+  of the forward (variant "serial", "scan" or "pipelined", block_d, block_t,
+  num_warps; for "pipelined" also seg_len and bc_tile) at the headline shape
+  and at batch 1, dim 1024, L 2K / 16K / 128K, and of the backward
+  (bwd_block_t, bwd_block_d, bwd_num_warps, bwd_flip).
+  ``python -m ssmlib.bench.selective --sweep-only [--out DIR]`` writes only
+  this file.
+
+The headline and by-length rows include ``triton_pipelined`` (the "pipelined"
+forward with its launch heuristics) next to ``triton`` (the default variant).
+
+Without a GPU, ``python -m ssmlib.bench.selective --compile-only`` compiles the
+forward kernels for sm_90a and prints ptxas's registers and spills and SASS
+counts of the chunk loop (see :func:`compile_report`).
 
 The floor. Minimal bytes: each input read once and each output written once
 (forward: u, Δ, z, out per channel, B and C per group; backward adds dout,
@@ -67,6 +78,11 @@ def _inputs(batch, dim, L, N, dtype, G=None, seed=0):
     return dict(u=r(batch, dim, L), delta=r(batch, dim, L) * 0.5, A=-torch.rand(dim, N, device=DEVICE, generator=g),
                 B=r(*bc), C=r(*bc), D=r(dim, dt=torch.float32), z=r(batch, dim, L),
                 delta_bias=r(dim, dt=torch.float32) * 0.5 - 4.0)
+
+
+def _pipelined(*args, **kw):
+    """:func:`selective_scan` with the "pipelined" forward (launch heuristics: split L for batch 1)."""
+    return selective_scan(*args, **kw, config={"variant": "pipelined"})
 
 
 def _call(fn, t, **kw):
@@ -128,7 +144,7 @@ def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096,
         shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype]}
         for passes in ("fwd", "fwd+bwd"):
             nbytes, exps = counts(batch, dim, L, N, esize, backward=passes != "fwd")
-            impls = {"triton": selective_scan, "torch_unfused": selective_scan_unfused}
+            impls = {"triton": selective_scan, "triton_pipelined": _pipelined, "torch_unfused": selective_scan_unfused}
             if loop and dtype == torch.float32 and passes == "fwd":
                 impls["torch_loop"] = selective_scan_ref
             for impl, fn in impls.items():
@@ -136,7 +152,7 @@ def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096,
                     f = (lambda fn=fn: _call(fn, t))
                 else:
                     f = _fwd_bwd(fn, t)
-                slow = impl != "triton"
+                slow = not impl.startswith("triton")
                 ms = _time(f, impl, warmup=2 if slow else 25, rep=5 if slow else 100)
                 if ms is not None:
                     rows.append(_row(impl, {**shape, "pass": passes}, ms, nbytes, exps, ceil))
@@ -151,9 +167,15 @@ def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096,
     A, D, bias = -torch.rand(d, n, device=DEVICE), torch.randn(d, device=DEVICE), torch.randn(d, device=DEVICE)
     B, C = (torch.randn(b, n, device=DEVICE, dtype=torch.bfloat16) for _ in range(2))
     nbytes = 2 * b * d * n * 4 + 4 * b * d * 2 + d * n * 4 + 2 * d * 4 + 2 * b * n * 2
-    ms = median_ms(lambda: selective_state_update(state, x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True))
+    step = (lambda: selective_state_update(state, x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True))
+    ms = median_ms(step)
     shape = {"batch": b, "dim": d, "L": 1, "N": n, "dtype": "bfloat16", "pass": "state_update"}
     rows.append(_row("triton_state_update", shape, ms, nbytes, b * d * n, ceil))
+    if DEVICE == "cuda":
+        # the same step replayed from a CUDA graph (as decoding loops run): the kernel's time without
+        # the Python argument checks and launch (a ~8 us kernel otherwise measures the host)
+        ms = float(triton.testing.do_bench_cudagraph(step, rep=100, return_mode="median"))
+        rows.append(_row("triton_state_update_graph", shape, ms, nbytes, b * d * n, ceil))
     rows.append(_row("roofline", shape, _roof(nbytes, b * d * n, ceil), nbytes, b * d * n, ceil))
     return {"benchmark": "selective_scan", **environment(), "ceilings": ceil, "rows": rows}
 
@@ -166,14 +188,24 @@ def by_length(ceil, Ls=tuple(512 * 2**k for k in range(9)), batch=1, dim=1024, N
         shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype]}
         for passes in ("fwd", "fwd+bwd"):
             nbytes, exps = counts(batch, dim, L, N, t["u"].element_size(), backward=passes != "fwd")
-            for impl, fn in (("triton", selective_scan), ("torch_unfused", selective_scan_unfused)):
+            for impl, fn in (("triton", selective_scan), ("triton_pipelined", _pipelined),
+                             ("torch_unfused", selective_scan_unfused)):
                 f = (lambda fn=fn: _call(fn, t)) if passes == "fwd" else _fwd_bwd(fn, t)
-                slow = impl != "triton"
+                slow = not impl.startswith("triton")
                 ms = _time(f, impl, warmup=2 if slow else 25, rep=5 if slow else 100)
                 if ms is not None:
                     rows.append(_row(impl if passes == "fwd" else impl + "_fwd_bwd", {**shape, "pass": passes},
                                      ms, nbytes, exps, ceil))
                 torch.cuda.empty_cache()
+            if passes == "fwd" and DEVICE == "cuda":
+                # the pipelined forward replayed from a CUDA graph: at short L the Python checks and
+                # the launches (B/C transposes, up to three kernels) are a large part of the time
+                try:
+                    ms = float(triton.testing.do_bench_cudagraph(lambda: _call(_pipelined, t), rep=100,
+                                                                 return_mode="median"))
+                    rows.append(_row("triton_pipelined_graph", {**shape, "pass": passes}, ms, nbytes, exps, ceil))
+                except Exception as e:  # noqa: BLE001
+                    print(f"  triton_pipelined_graph L={L}: {type(e).__name__}: {str(e)[:120]}")
             rows.append(_row("roofline" if passes == "fwd" else "roofline_fwd_bwd", {**shape, "pass": passes},
                              _roof(nbytes, exps, ceil), nbytes, exps, ceil))
         del t
@@ -209,13 +241,28 @@ def peak_memory(ceil, Ls=(512, 1024, 2048, 4096, 8192, 16384), batch=1, dim=1024
     return {"benchmark": "selective_scan_memory", **environment(), "ceilings": ceil, "rows": rows}
 
 
-#: (variant, block_d, block_t, num_warps) of the forward.
+#: (variant, block_d, block_t, num_warps[, seg_len, bc_tile]) of the forward (see :func:`fwd_config_dict`).
+#: "pipelined": seg_len None is the launch heuristic's choice (split only when there are fewer than
+#: 8 warps per SM, e.g. batch 1); 1 << 20 never splits; bc_tile loads the chunk's B and C at once.
 FWD_CONFIGS = ([("serial", bd, bt, nw) for bd, bt, nw in
                 [(16, 16, 1), (16, 16, 2), (32, 16, 4), (64, 16, 8), (32, 8, 4), (64, 8, 8), (64, 16, 4),
                  (128, 16, 8), (32, 32, 4), (16, 32, 2)]]
                + [("scan", bd, bt, nw) for bd, bt, nw in
                   [(16, 128, 8), (16, 128, 4), (8, 128, 4), (8, 128, 2), (4, 256, 4), (4, 256, 2), (2, 512, 4),
-                   (1, 1024, 4), (1, 1024, 8), (1, 2048, 8), (4, 512, 8), (8, 256, 8)]])
+                   (1, 1024, 4), (1, 1024, 8), (1, 2048, 8), (4, 512, 8), (8, 256, 8)]]
+               + [("pipelined", bd, bt, nw, None, bc) for bd, bt, nw in
+                  [(32, 16, 4), (16, 16, 2), (64, 16, 8), (128, 16, 8), (32, 8, 4), (32, 32, 4), (8, 16, 1)]
+                  for bc in (0, 1)]
+               + [("pipelined", bd, bt, nw, None, 2) for bd, bt, nw in [(32, 8, 4), (32, 16, 4), (16, 8, 2)]]
+               + [("pipelined", 32, 16, 4, seg, 0) for seg in (128, 256, 512, 1024, 2048, 1 << 20)]
+               + [("pipelined", 16, 16, 2, seg, 0) for seg in (256, 1024)]
+               + [("pipelined", 32, 8, 4, seg, 2) for seg in (256, 1024)])
+
+
+def fwd_config_dict(c) -> dict:
+    """A :data:`FWD_CONFIGS` entry as :func:`ssmlib.selective_scan`'s ``config`` dict."""
+    keys = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile")
+    return {k: v for k, v in zip(keys, c) if v is not None}
 #: (block_t, block_d, num_warps, flip) of the backward (block_t: its chunk, the forward's checkpoint interval).
 BWD_CONFIGS = ([(bt, bd, nw, False) for bt in (64, 128, 256) for bd in (1, 2, 4, 8) for nw in (2, 4)
                 if 256 <= bd * bt <= 1024]
@@ -224,7 +271,7 @@ BWD_CONFIGS = ([(bt, bd, nw, False) for bt in (64, 128, 256) for bd in (1, 2, 4,
 
 def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_configs=None,
                  state_update_configs=((16, 1), (32, 2), (64, 2), (64, 4), (128, 4), (128, 8), (256, 8)),
-                 decode=(64, 4096, 16), paper_shapes=((1, 1024, 16384),)) -> dict:
+                 decode=(64, 4096, 16), paper_shapes=((1, 1024, 2048), (1, 1024, 16384), (1, 1024, 131072))) -> dict:
     """Every launch configuration: forward (bf16 and fp32) and backward (bf16) at the headline
     shape, forward at the paper's (batch 1), and the decoding step."""
     rows = []
@@ -234,8 +281,8 @@ def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_co
         t = _inputs(batch, dim, L, N, dtype)
         shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype], "pass": "fwd"}
         nbytes, exps = counts(batch, dim, L, N, t["u"].element_size())
-        for variant, bd, bt, nw in fwd_configs:
-            cfg = dict(variant=variant, block_d=bd, block_t=bt, num_warps=nw)
+        for c in fwd_configs:
+            cfg = fwd_config_dict(c)
             try:
                 ms = median_ms(lambda: _call(selective_scan, t, config=cfg))
             except Exception as e:  # a configuration that does not compile (registers, shared memory)
@@ -258,8 +305,8 @@ def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_co
         t = _inputs(pb, pdim, pL, N, torch.bfloat16)
         shape = {"batch": pb, "dim": pdim, "L": pL, "N": N, "dtype": "bfloat16", "pass": "fwd"}
         nbytes, exps = counts(pb, pdim, pL, N, 2)
-        for variant, bd, bt, nw in fwd_configs:
-            cfg = dict(variant=variant, block_d=bd, block_t=bt, num_warps=nw)
+        for c in fwd_configs:
+            cfg = fwd_config_dict(c)
             try:
                 ms = median_ms(lambda: _call(selective_scan, t, config=cfg))
             except Exception as e:
@@ -296,3 +343,201 @@ def run(ceil: dict, sweep: bool = False) -> list[dict]:
         except Exception:
             traceback.print_exc()
     return results
+
+
+# ----------------------------------------------------------------------------- compile-only report (no GPU)
+#: (variant, dtype, block_d, block_t, num_warps, N) the compile-only report covers.
+#: "pipelined+bc_tile" ("+bc_tile2") is the pipelined kernel with config bc_tile=1 (2).
+COMPILE_CONFIGS = [("serial", "bf16", 32, 16, 4, 16), ("serial", "fp32", 32, 16, 4, 16),
+                   ("pipelined", "bf16", 32, 16, 4, 16), ("pipelined", "fp32", 32, 16, 4, 16),
+                   ("pipelined+bc_tile", "bf16", 32, 16, 4, 16), ("pipelined+bc_tile", "fp32", 32, 16, 4, 16),
+                   ("pipelined+bc_tile", "bf16", 32, 8, 4, 16), ("pipelined+bc_tile", "bf16", 32, 32, 4, 16),
+                   ("pipelined+bc_tile", "bf16", 16, 16, 2, 16), ("pipelined+bc_tile", "bf16", 64, 16, 8, 16),
+                   ("pipelined", "bf16", 32, 32, 4, 16), ("pipelined", "fp16", 32, 16, 4, 16),
+                   ("pipelined", "bf16", 32, 16, 4, 4), ("pipelined+bc_tile", "fp64", 8, 8, 1, 4),
+                   ("pipelined+bc_tile2", "bf16", 32, 8, 4, 16), ("pipelined+bc_tile2", "bf16", 32, 16, 4, 16),
+                   ("pipelined+bc_tile2", "fp32", 32, 8, 4, 16)]
+
+
+def _sass_loop_stats(cubin: bytes) -> dict:
+    """Instruction counts of the innermost-heavy loop of a cubin's SASS: the longest span between a
+    label and a backward branch to it (the chunk loop); MUFU.EX2 and BAR counted in it and in total."""
+    import os
+    import re
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    nvdisasm = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
+    with tempfile.NamedTemporaryFile("wb", suffix=".cubin", delete=False) as f:
+        f.write(cubin)
+    try:
+        sass = subprocess.run([str(nvdisasm), "-c", f.name], capture_output=True, text=True).stdout
+    finally:
+        os.unlink(f.name)
+    lines = sass.splitlines()
+    insts, labels = [], {}
+    for ln in lines:
+        m = re.match(r"\s*(\.L_x_\d+):", ln)
+        if m:
+            labels[m.group(1)] = len(insts)
+            continue
+        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(.*?);", ln)
+        if m:
+            insts.append(m.group(1))
+    best = (0, 0)
+    for i, ins in enumerate(insts):
+        m = re.search(r"\bBRA\b.*?(\.L_x_\d+)", ins)
+        if m and m.group(1) in labels and labels[m.group(1)] <= i:
+            if i + 1 - labels[m.group(1)] > best[1] - best[0]:
+                best = (labels[m.group(1)], i + 1)
+    loop = insts[best[0]:best[1]]
+    real = [x for x in loop if not x.startswith("NOP")]
+
+    def count(seq, pat):
+        return sum(1 for x in seq if re.search(pat, x))
+    return {"sass_total": len([x for x in insts if not x.startswith("NOP")]), "loop_sass": len(real),
+            "loop_ex2": count(real, r"MUFU\.EX2"), "loop_bar": count(real, r"\bBAR\b"),
+            "loop_shfl": count(real, r"\bSHFL\b"), "loop_ldg": count(real, r"\bLDG\b"),
+            "loop_lds_sts": count(real, r"\b(LDS|STS)\b"), "loop_stg": count(real, r"\bSTG\b"),
+            "bar_total": count(insts, r"\bBAR\b")}
+
+
+#: Integer arguments that are multiples of 16 at the headline shape (batch 8, dim 1536, L 2048, N 16).
+DIVISIBLE_INTS = ("dim", "L", "N", "dpg", "n_dblocks", "n_ckpt", "seg_len", "sB_b", "sB_g", "sC_b", "sC_g")
+
+
+def _compile_one(kernel, sig, constexprs, num_warps):
+    import os
+    import re
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    names = kernel.arg_names
+    sig = {n: sig.get(n, "constexpr") for n in names}
+    # as Triton specialises a real call at the headline shape: pointers and the integers that
+    # are multiples of 16 there (dim, L, N, strides) are known to be divisible by 16
+    div = [n for n in names if n.endswith("_ptr")] + [n for n in DIVISIBLE_INTS if n in sig and sig[n] == "i32"]
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in div}
+    c = triton.compile(ASTSource(fn=kernel, signature=sig,
+                                 constexprs={(names.index(n),): v for n, v in constexprs.items()}, attrs=attrs),
+                       target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+    ptx = c.asm["ptx"]
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(ptx)
+    info = subprocess.run([str(ptxas), "-v", "--gpu-name=sm_90a", f.name, "-o", "/dev/null"],
+                          capture_output=True, text=True).stderr
+    os.unlink(f.name)
+    regs = re.search(r"Used (\d+) registers", info)
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
+    ttgir = c.asm["ttgir"]
+    return {"registers": int(regs.group(1)) if regs else None,
+            "spill_store_bytes": int(spill.group(1)) if spill else None,
+            "spill_load_bytes": int(spill.group(2)) if spill else None,
+            "shared_bytes": c.metadata.shared, "convert_layouts": ttgir.count("ttg.convert_layout"),
+            **_sass_loop_stats(c.asm["cubin"])}
+
+
+def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
+    """Runs with TRITON_INTERPRET=0 (kernels compiled, not interpreted); needs no GPU. Pointers are
+    typed as a real call types them: inputs (and the placeholders of unused options) in the input
+    dtype, B/C transposed copies, A, D, delta_bias, states, last and segment buffers in float32."""
+    from .. import selective as S
+    out = []
+    for variant, dtype, bd, bt, nw, N in configs:
+        BN = 1 << (N - 1).bit_length()
+        bc = dict(BC_TILE=2 if variant.endswith("+bc_tile2") else 1 if variant.endswith("+bc_tile") else 0)
+        kernels = ([("fwd", {})] if variant == "serial" else
+                 [("fwd", dict(STATES_ONLY=False, HAS_H0=False, **bc)),
+                  ("fwd_split_pass1", dict(STATES_ONLY=True, HAS_H0=False, **bc)),
+                  ("fwd_split_pass3", dict(STATES_ONLY=False, HAS_H0=True, **bc))])
+        kernel = S._selective_scan_fwd_serial_kernel if variant == "serial" else S._selective_scan_fwd_pipe_kernel
+        for kname, extra in kernels:
+            for backward in (False, True):
+                if kinds is not None and kname + ("+ckpt" if backward else "") not in kinds:
+                    continue
+                sig = {n: "*fp32" for n in kernel.arg_names if n.endswith("_ptr")}
+                inp = "fp64" if dtype == "fp64" else dtype
+                sig.update({n: f"*{inp}" for n in ("u_ptr", "delta_ptr", "z_ptr", "out_ptr")})
+                if not backward:   # no checkpoints: states_ptr is a placeholder (out)
+                    sig["states_ptr"] = f"*{inp}"
+                if kname == "fwd":  # one segment: seg_ptr is a placeholder (out)
+                    sig["seg_ptr"] = f"*{inp}"
+                if dtype == "fp64":
+                    sig = {n: "*fp64" for n in sig}
+                sig.update({p.name: "i32" for p in kernel.params
+                            if not p.is_constexpr and not p.name.endswith("_ptr")})
+                cx = dict(VAR_B=True, VAR_C=True, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True,
+                          STORE_LAST=True, STORE_STATES=backward, CKPT=max(bt, 64), EVEN_L=True,
+                          EVEN_N=BN == N, BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN, **extra)
+                rec = {"variant": variant, "kernel": kname, "dtype": dtype, "block_d": bd, "block_t": bt,
+                       "num_warps": nw, "N": N, "checkpoints": backward}
+                try:
+                    rec.update(_compile_one(kernel, sig, cx, nw))
+                    # elements (b, d, t, n) one thread handles per chunk iteration
+                    rec["elems_per_thread_iter"] = bd * bt * BN / (32 * nw)
+                    rec["loop_sass_per_elem"] = round(rec["loop_sass"] / rec["elems_per_thread_iter"], 2)
+                except Exception as e:  # noqa: BLE001
+                    rec["error"] = repr(e)[:800]
+                out.append(rec)
+    k = S._selective_state_update_kernel
+    for bd, nw in ((64, 4), (32, 4), (128, 4)) if state_update else ():
+        sig = {n: "*fp32" for n in k.arg_names if n.endswith("_ptr")}
+        sig.update({n: "*bf16" for n in ("x_ptr", "dt_ptr", "z_ptr", "B_ptr", "C_ptr", "out_ptr")})
+        sig.update({"dim": "i32", "N": "i32"})
+        cx = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, BLOCK_D=bd, BLOCK_N=16)
+        rec = {"variant": "state_update", "kernel": "state_update", "dtype": "bf16 (fp32 state)", "block_d": bd,
+               "num_warps": nw, "N": 16}
+        try:
+            rec.update(_compile_one(k, sig, cx, nw))
+        except Exception as e:  # noqa: BLE001
+            rec["error"] = repr(e)[:800]
+        out.append(rec)
+    return out
+
+
+def compile_report(configs=None, kinds=None, state_update=True) -> list[dict]:
+    """Compile the forward kernels for sm_90a in a subprocess (TRITON_INTERPRET=0); ptxas and SASS numbers.
+
+    ``configs``: (variant, dtype, block_d, block_t, num_warps, N) tuples (default
+    :data:`COMPILE_CONFIGS`); ``kinds``: which kernels of each ("fwd", "fwd_split_pass1",
+    "fwd_split_pass3", each optionally with "+ckpt": storing the backward's checkpoints); all by
+    default. Per record: ptxas registers and spills, shared memory, layout conversions in the
+    TTGIR, and SASS counts of the chunk loop (instructions, per (b, d, t, n) element of a thread,
+    MUFU.EX2, BAR, SHFL, LDG, LDS/STS, STG)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    code = ("import json, sys; from ssmlib.bench.selective import _compile_worker; "
+            "print('@@' + json.dumps(_compile_worker(*json.loads(sys.argv[1]))))")
+    args = [COMPILE_CONFIGS if configs is None else configs, None if kinds is None else list(kinds), state_update]
+    res = subprocess.run([sys.executable, "-c", code, json.dumps(args)], env=env, capture_output=True, text=True)
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("@@")), None)
+    if line is None:
+        raise RuntimeError(f"compile worker failed:\n{res.stderr[-3000:]}")
+    return json.loads(line[2:])
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    if "--compile-only" in sys.argv:
+        for r in compile_report():
+            print(json.dumps(r))
+    elif "--sweep-only" in sys.argv:      # on the GPU: only selective_scan_sweep.json (a few minutes)
+        from pathlib import Path
+
+        from . import RESULTS, ceilings, save
+        out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS
+        ceil = {**ceilings(), "exp_per_s": exp_rate()}
+        res = config_sweep(ceil)
+        print(f"wrote {save(res, out)}")
+        for r in res["rows"]:
+            print({k: v for k, v in r.items() if k not in ("bytes", "flops", "exps")})
+    else:
+        print("use: python -m ssmlib.bench selective [--sweep]; here: --compile-only (no GPU) or --sweep-only")
