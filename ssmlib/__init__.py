@@ -8,7 +8,7 @@ The HiPPO functions live in :mod:`ssmlib.hippo` (``hippo.transition``,
 """
 from .runtime import DEVICE, INTERPRET, describe  # noqa: I001  (first, see above)
 from .discretize import METHODS, discretize
-from .recurrence import linear_recurrence, linear_recurrence_ref
+from .recurrence import linear_recurrence, linear_recurrence_chunked_ref, linear_recurrence_ref
 from .convolution import causal_conv, impulse_response
 from .krylov import krylov
 from .systems import mass_spring_damper, transfer_function
@@ -20,7 +20,7 @@ from . import hippo, layers
 __all__ = [
     "DEVICE", "INTERPRET", "describe",
     "METHODS", "discretize",
-    "linear_recurrence", "linear_recurrence_ref",
+    "linear_recurrence", "linear_recurrence_ref", "linear_recurrence_chunked_ref",
     "causal_conv", "impulse_response", "krylov",
     "mass_spring_damper", "transfer_function",
     "selective_scan", "selective_scan_ref", "selective_scan_unfused",

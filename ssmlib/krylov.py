@@ -16,8 +16,9 @@ the tests and timed in the book:
 ``"recurrence"``
     The impulse response: run the recurrence on u = (1, 0, 0, …) with the
     Triton kernel :func:`ssmlib.linear_recurrence` (y_k = C A^k B). Also O(N²L)
-    and sequential in k, but on chip; no gradients (the kernel has no
-    backward). Needs ``A (H, N, N)`` with N ≤ 64 on ``ssmlib.DEVICE``.
+    and sequential in k, but on chip; differentiable through the kernel's
+    backward (recomputed in PyTorch). Needs ``A (H, N, N)`` with N ≤ 64 on
+    ``ssmlib.DEVICE``.
 ``"squaring"``
     Repeated squaring: with V_m = [B, AB, …, A^{m−1}B] (N × m) and A^m,
     V_{2m} = [V_m, A^m V_m] and A^{2m} = (A^m)². log₂L rounds of matrix
@@ -105,8 +106,7 @@ def krylov_recurrence(A, B, C, L: int):
 
     u = torch.zeros(1, H, L, dtype=A.dtype, device=A.device)
     u[..., 0] = 1                                     # unit impulse at k = 0
-    with torch.no_grad():
-        y = linear_recurrence(A.contiguous(), B.contiguous(), C.contiguous(), u, algorithm="step")
+    y = linear_recurrence(A.contiguous(), B.contiguous(), C.contiguous(), u, algorithm="step")
     return y[0]
 
 
@@ -119,7 +119,7 @@ def krylov(A, B, C, L: int, method: str = "naive"):
         L: kernel length (≥ 1).
         method: ``"naive"`` (the reference), ``"recurrence"`` (the Triton
             kernel's impulse response: ``A (H, N, N)``, ``B, C (H, N)``,
-            N ≤ 64, on ``ssmlib.DEVICE``, no gradients) or ``"squaring"``.
+            N ≤ 64, on ``ssmlib.DEVICE``) or ``"squaring"``.
 
     Returns:
         ``K (..., L)`` in A's dtype.

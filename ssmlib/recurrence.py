@@ -67,6 +67,41 @@ def linear_recurrence_ref(A, B, C, u, D=None, x0=None, return_final_state=False)
     return (y, x) if return_final_state else y
 
 
+
+def linear_recurrence_chunked_ref(A, B, C, u, D=None, x0=None, return_final_state=False, T: int = 16):
+    """The chunked kernel's algorithm in PyTorch: T steps at a time as matrix products.
+
+    Same arguments and result as :func:`linear_recurrence_ref`. With x the state
+    before a chunk and u_0 … u_{T−1} its inputs, y_t = C Aᵗ⁺¹ x + Σ_{s≤t} C Aᵗ⁻ˢ B u_s
+    (+ D u_t) and the state after it is Aᵀ x + Σ_s Aᵀ⁻¹⁻ˢ B u_s. A Python loop over
+    L/T chunks; differentiable, and only the chunk states are kept for the
+    backward pass, so :func:`linear_recurrence` uses it to compute gradients.
+    """
+    batch, H, L = u.shape
+    N = A.shape[-1]
+    powers = [torch.eye(N, dtype=A.dtype, device=A.device).expand(H, N, N)]
+    for _ in range(T):
+        powers.append(A @ powers[-1])
+    P = torch.stack(powers, dim=1)                                   # (H, T+1, N, N): A⁰ … Aᵀ
+    AB = torch.einsum("htij,hj->hti", P[:, :T], B)                   # Aᵗ B
+    CA = torch.einsum("hi,htij->htj", C, P[:, 1:])                   # C Aᵗ⁺¹
+    h = torch.einsum("hi,hti->ht", C, AB)                            # C Aᵗ B, the impulse response
+    lag = torch.arange(T, device=u.device)
+    lag = lag[None, :] - lag[:, None]                                # t − s
+    K = h[:, lag.clamp(min=0)] * (lag >= 0)                          # (H, T, T): K[s, t] = C Aᵗ⁻ˢ B
+    if D is not None:
+        K = K + torch.diag_embed(D[:, None].expand(H, T))
+    x = u.new_zeros(batch, H, N) if x0 is None else x0
+    ys = []
+    for k in range(0, L, T):
+        U = u[:, :, k:k + T]
+        n = U.shape[-1]                                              # T, or fewer in the last chunk
+        ys.append(torch.einsum("bhi,hti->bht", x, CA[:, :n]) + torch.einsum("bhs,hst->bht", U, K[:, :n, :n]))
+        x = torch.einsum("hij,bhj->bhi", P[:, n], x) + torch.einsum("bhs,hsi->bhi", U, AB[:, :n].flip(1))
+    y = torch.cat(ys, dim=-1) if ys else u.new_zeros(batch, H, 0)
+    return (y, x) if return_final_state else y
+
+
 @triton.jit
 def _linear_recurrence_kernel(
         A_ptr, B_ptr, C_ptr, D_ptr, u_ptr, x0_ptr, y_ptr, xT_ptr,
@@ -298,6 +333,10 @@ def linear_recurrence(A, B, C, u, D=None, x0=None, return_final_state=False, *, 
 
     Returns:
         ``y (batch, H, L)`` in u's dtype, and ``x_{L-1} (batch, H, N)`` if asked.
+
+    Differentiable in every tensor argument: the backward pass recomputes the
+    forward with :func:`linear_recurrence_chunked_ref` (PyTorch, keeping only
+    the state every 16 steps) and differentiates it.
     """
     checks.tensor("u", u, ndim=3, dtypes=checks.REAL_DTYPES)
     checks.tensor("A", A, ndim=3, dtypes=(u.dtype,))
@@ -325,6 +364,51 @@ def linear_recurrence(A, B, C, u, D=None, x0=None, return_final_state=False, *, 
 
     if algorithm not in (None, "step", "chunked"):
         raise ValueError(f"algorithm must be 'step' or 'chunked', got {algorithm!r}")
+    config = dict(algorithm=algorithm, channels_last=channels_last, block_h=block_h, block_b=block_b,
+                  num_warps=num_warps, chunk_steps=chunk_steps)
+    tensors = (A, B, C, u, D, x0)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        out = _LinearRecurrence.apply(*tensors, return_final_state, config)
+        return out if return_final_state else out[0]
+    return _launch(*tensors, return_final_state, **config)
+
+
+class _LinearRecurrence(torch.autograd.Function):
+    """Forward: the Triton kernel. Backward: recompute with :func:`linear_recurrence_chunked_ref`
+    (float32 or float64, only chunk states kept) and differentiate that."""
+
+    @staticmethod
+    def forward(ctx, A, B, C, u, D, x0, return_final_state, config):
+        ctx.save_for_backward(A, B, C, u, D, x0)
+        out = _launch(A, B, C, u, D, x0, return_final_state, **config)
+        return out if return_final_state else (out,)
+
+    @staticmethod
+    def backward(ctx, dy, dxT=None):
+        inputs = ctx.saved_tensors
+        wants = [t is not None and need for t, need in zip(inputs, ctx.needs_input_grad[:6])]
+        calc = torch.float64 if inputs[3].dtype == torch.float64 else torch.float32
+        with torch.enable_grad():
+            leaves = [t.detach().to(calc).requires_grad_(w) if t is not None else None
+                      for t, w in zip(inputs, wants)]
+            y, xT = linear_recurrence_chunked_ref(*leaves, return_final_state=True)
+            outs, grads_out = [y], [dy.to(calc)]
+            if dxT is not None:
+                outs.append(xT)
+                grads_out.append(dxT.to(calc))
+            needed = [t for t, w in zip(leaves, wants) if w]
+            got = iter(torch.autograd.grad(outs, needed, grads_out, allow_unused=True) if needed else ())
+        grads = [next(got) if w else None for w in wants]
+        grads = [g.to(t.dtype) if g is not None else (torch.zeros_like(t) if w else None)
+                 for g, t, w in zip(grads, inputs, wants)]
+        return (*grads, None, None)
+
+
+def _launch(A, B, C, u, D, x0, return_final_state, *, algorithm, channels_last, block_h, block_b,
+            num_warps, chunk_steps):
+    """Pick a kernel and launch it (arguments already checked by :func:`linear_recurrence`)."""
+    batch, H, L = u.shape
+    N = A.shape[-1]
     chunked = _use_chunked(N, batch, u.dtype) if algorithm is None else algorithm == "chunked"
     y = torch.empty_like(u)
     xT = torch.empty(batch, H, N, dtype=u.dtype, device=u.device) if return_final_state else y
