@@ -116,6 +116,30 @@ and summed on the host, so they are deterministic. The adjoint carried
 between chunks (``Ā g`` at the chunk's first step) goes through a two-slot
 buffer like the scan forward's state.
 
+A second backward, ``config={"bwd_variant": "serial"}`` (the one above is
+``"scan"``, still the default until the GPU sweep has timed both), follows the
+serial forward: a program holds a ``(BLOCK_D, N)`` tile and walks the chunks
+(``bwd_block_t`` steps, 8 by default: the checkpoint interval) from last to
+first. Per chunk it recomputes the states forward from the checkpoint, one
+exponential per (b, d, t, n), keeping x_t and Ā_t of the chunk's steps in
+``(BLOCK_D, BLOCK_T, N)`` register tiles (time in registers), then walks the
+chunk backward a step at a time with the adjoint in registers,
+``λ_t = μ + C_t dy_t``, ``μ ← Ā_t λ_t`` (so Ā_t is reused, not recomputed),
+accumulating dA (and fixed dB, dC) per (d, n) and the per-step ``Σ_n λ_t B_t``,
+``Σ_n A λ_t (x_t − b_t)`` that give du_t and dΔ_t. Input-dependent dB_t, dC_t
+are summed over the program's channels once per chunk and written as float32
+partials per (channel block, t, n), which the host adds: deterministic, no
+atomics, no adjoint buffer, one barrier-bound reduction per chunk. In the
+sm_90a code (block 32×8, 4 warps, N 16): about 55 SASS instructions per
+element against about 107 for "scan" (whose per-state loop alone has 12
+barriers and 2 exponentials per element), no spills; about a third of the 55
+is the chunk's reduction of dB, dC over the channels (a butterfly over the 8
+lanes of a warp that share a state, then shared memory). Its costs besides: checkpoints
+every 8 steps (N/8 floats per (b, d, t): 8 bytes at N = 16, written by the
+forward and read back), the partials (``dim / block_d`` float32 copies of dB
+and dC), and at N < 16 the chunk tiles (``max(block_t, N)`` wide) no longer
+share the state tile's layout (conversions through shared memory per step).
+
 Arithmetic is float32 (float64 for float64 inputs, so the tests can
 ``gradcheck`` the kernels); the state is never rounded to the input dtype.
 """
@@ -135,9 +159,11 @@ INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 #: Keys of :func:`selective_scan`'s ``config``.
 CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "bwd_block_d", "bwd_block_t",
-               "bwd_num_warps", "bwd_flip")
+               "bwd_num_warps", "bwd_flip", "bwd_variant")
 #: Forward kernels selectable with ``config={"variant": ...}``.
 FWD_VARIANTS = ("serial", "scan", "pipelined")
+#: Backward kernels selectable with ``config={"bwd_variant": ...}`` ("scan" is the default).
+BWD_VARIANTS = ("scan", "serial")
 
 
 # ----------------------------------------------------------------------------- references
@@ -842,6 +868,216 @@ def _selective_scan_bwd_kernel(
 
 
 @triton.jit
+def _selective_scan_bwd_serial_kernel(
+        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, dlast_ptr,
+        du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+        dim, L, N, dpg, n_dblocks, n_chunks, sB_b, sB_g, sC_b, sC_g,
+        VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+        HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, EVEN_L: tl.constexpr,
+        EVEN_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
+        TW: tl.constexpr):
+    # The "serial" backward (config bwd_variant="serial"): a (BLOCK_D, BLOCK_N) tile, the chunks
+    # from last to first; per chunk (BLOCK_T steps, the checkpoint interval)
+    # (1) the states recomputed forward from the chunk's checkpoint, one exp per element; x_t and
+    #     Ā_t of every step kept in (BLOCK_D, BLOCK_T, BLOCK_N) register tiles whose time axis is
+    #     in registers (step j is a register selection, as the pipelined forward's B/C tiles);
+    # (2) the chunk walked backward a step at a time with the adjoint in registers:
+    #     λ_t = μ + C_t dy_t, μ ← Ā_t λ_t (μ = Ā_{t+1} λ_{t+1}, so no shifted Ā is needed);
+    #     per (d, n): dA += Δ_t λ_t (x_t − b_t)  (x_t − b_t = Ā_t x_{t−1}, b_t = Δ_t u_t B_t);
+    #     per (d, t): Σ_n λ_t B_t and Σ_n A λ_t (x_t − b_t) (two butterflies over a channel's lanes)
+    #     give du_t, dΔ_t; the slots of step t in the two 3D tiles, no longer needed, take the
+    #     step's dB (λ_t Δ_t u_t) and dC (x_t dy_t) terms, summed over the program's channels once
+    #     per chunk and written as float32 partials per (program, t, n) (the host adds the channel
+    #     blocks: deterministic, no atomics). Fixed B, C accumulate per (d, n) in registers.
+    pid = tl.program_id(0)
+    blk = pid % n_dblocks
+    bg = pid // n_dblocks
+    G = dim // dpg
+    g = bg % G
+    b = bg // G
+    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = dl < dpg
+    d = g * dpg + dl
+    rows = b.to(tl.int64) * dim + d
+    acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
+    nvec = tl.arange(0, BLOCK_N)
+    ncol = nvec[None, :]
+    # The (channel, time) tiles of the chunk (u, Δ, dy, ...) are TW = max(BLOCK_T, BLOCK_N) wide
+    # (columns from BLOCK_T on masked off): as wide as the state tile, they get its register
+    # layout, so that a step's column broadcasts over the states without a layout conversion.
+    t_in = tl.arange(0, TW)
+    tcol = t_in[None, :]
+    t3 = tl.arange(0, BLOCK_T)[None, :, None]
+    if EVEN_N:
+        nmask = dmask[:, None]
+        NS: tl.constexpr = BLOCK_N
+    else:
+        nmask = dmask[:, None] & (ncol < N)
+        NS = N
+    zero_rows = rows[:, None] * 0
+    A2 = tl.load(A_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc) * 1.4426950408889634
+    if VAR_B:
+        B_row = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + ncol + zero_rows
+    else:
+        Bfix = tl.load(B_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
+        dBf = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
+    if VAR_C:
+        C_row = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + ncol + zero_rows
+    else:
+        Cfix = tl.load(C_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
+        dCf = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+        dbias_acc = tl.zeros([BLOCK_D, TW], dtype=acc)
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+        dD_acc = tl.zeros([BLOCK_D, TW], dtype=acc)
+    # μ: the adjoint flowing into the current step from the later ones (d last_state at the end)
+    if HAS_DLAST:
+        MU = tl.load(dlast_ptr + rows[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
+    else:
+        MU = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
+    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
+    # dB/dC partials of input-dependent B/C: (batch, G, n_dblocks, L, NS) float32 (float64)
+    part = ((bg * n_dblocks + blk).to(tl.int64) * L) * NS
+    p_t = tl.arange(0, BLOCK_T)[:, None]
+    p_n = tl.arange(0, BLOCK_N)[None, :]
+    # A zero (BLOCK_D, BLOCK_T, BLOCK_N) tile to start the chunk tiles from. Made by a load that
+    # never happens (its mask is false at run time) addressed like the pipelined forward's B/C
+    # tiles (channel stride 0, time stride N, states contiguous): that load anchors the tile's
+    # register layout, whose (channel, state) plane is the state tile's and whose time axis is
+    # in registers; zeros of their own would get Triton's default 3D layout (lanes along time
+    # and states) and a round trip through shared memory at every step.
+    n3 = nvec[None, None, :]
+    ZERO3 = tl.load(dA_ptr + zero_rows[:, :, None] + t3 * NS + n3, mask=(t3 + L < 0) & (n3 < N), other=0.0)
+    for i in range(n_chunks):
+        k = (n_chunks - 1 - i) * BLOCK_T
+        tt = k + t_in
+        tmask = (tt < L) & (t_in < BLOCK_T)
+        m2 = dmask[:, None] & tmask[None, :]
+        offs = rows[:, None] * L + tt[None, :]
+        U = tl.load(u_ptr + offs, mask=m2, other=0.0).to(acc)
+        DTpre = tl.load(delta_ptr + offs, mask=m2, other=0.0).to(acc)
+        if HAS_BIAS:
+            DTpre += bias
+        if SOFTPLUS:
+            DT = _softplus(DTpre)
+        else:
+            DT = DTpre
+        DT = tl.where(m2, DT, 0.0)                                 # padding steps: Ā = 1, no input
+        DTU = DT * U
+        DOUT = tl.load(dout_ptr + offs, mask=m2, other=0.0).to(acc)
+        if HAS_Z:
+            Z = tl.load(z_ptr + offs, mask=m2, other=0.0).to(acc)
+            sig = tl.sigmoid(Z)
+            DY = DOUT * Z * sig
+            Y = tl.zeros([BLOCK_D, TW], dtype=acc)
+        else:
+            DY = DOUT
+        # (1) the chunk's states from its checkpoint (the state before step k)
+        X = tl.load(states_ptr + (rows[:, None] * n_chunks + (k // BLOCK_T - 1)) * N + ncol,
+                    mask=nmask & (k > 0), other=0.0).to(acc)
+        X3 = ZERO3
+        A3 = ZERO3
+        for j in tl.static_range(BLOCK_T):
+            sel = tcol == j
+            dt = tl.sum(tl.where(sel, DT, -0.0), 1)[:, None]
+            dtu = tl.sum(tl.where(sel, DTU, -0.0), 1)[:, None]
+            if VAR_B:
+                if EVEN_L and EVEN_N:
+                    Bt = tl.load(B_row + (k + j) * NS).to(acc)
+                else:
+                    Bt = tl.load(B_row + (k + j) * NS, mask=(ncol < N) & (k + j < L), other=0.0).to(acc)
+            else:
+                Bt = Bfix
+            a = tl.exp2(dt * A2)                                   # the one exp per (b, d, t, n)
+            X = a * X + dtu * Bt
+            X3 = tl.where(t3 == j, X[:, None, :], X3)
+            A3 = tl.where(t3 == j, a[:, None, :], A3)
+            if HAS_Z:
+                if VAR_C:
+                    if EVEN_L and EVEN_N:
+                        Ct = tl.load(C_row + (k + j) * NS).to(acc)
+                    else:
+                        Ct = tl.load(C_row + (k + j) * NS, mask=(ncol < N) & (k + j < L), other=0.0).to(acc)
+                else:
+                    Ct = Cfix
+                Y = tl.where(sel, tl.sum(X * Ct, 1)[:, None], Y)
+        # (2) the adjoint, a step at a time from the chunk's last step
+        S1 = tl.zeros([BLOCK_D, TW], dtype=acc)             # Σ_n λ_t B_t
+        S2 = tl.zeros([BLOCK_D, TW], dtype=acc)             # Σ_n A₂ λ_t (x_t − b_t)
+        for j in tl.static_range(BLOCK_T - 1, -1, -1):
+            sel = tcol == j
+            dt = tl.sum(tl.where(sel, DT, -0.0), 1)[:, None]
+            dtu = tl.sum(tl.where(sel, DTU, -0.0), 1)[:, None]
+            dy = tl.sum(tl.where(sel, DY, -0.0), 1)[:, None]
+            x = tl.sum(tl.where(t3 == j, X3, -0.0), 1)
+            a = tl.sum(tl.where(t3 == j, A3, -0.0), 1)
+            if VAR_B:
+                if EVEN_L and EVEN_N:
+                    Bt = tl.load(B_row + (k + j) * NS).to(acc)
+                else:
+                    Bt = tl.load(B_row + (k + j) * NS, mask=(ncol < N) & (k + j < L), other=0.0).to(acc)
+            else:
+                Bt = Bfix
+            if VAR_C:
+                if EVEN_L and EVEN_N:
+                    Ct = tl.load(C_row + (k + j) * NS).to(acc)
+                else:
+                    Ct = tl.load(C_row + (k + j) * NS, mask=(ncol < N) & (k + j < L), other=0.0).to(acc)
+            else:
+                Ct = Cfix
+            lam = MU + Ct * dy                                     # λ_t = Ā_{t+1} λ_{t+1} + C_t dy_t
+            w = lam * (x - dtu * Bt)                               # λ_t Ā_t x_{t-1}
+            dA_acc += dt * w
+            S1 = tl.where(sel, tl.sum(lam * Bt, 1)[:, None], S1)
+            S2 = tl.where(sel, tl.sum(A2 * w, 1)[:, None], S2)
+            MU = a * lam
+            if VAR_B:
+                A3 = tl.where(t3 == j, (lam * dtu)[:, None, :], A3)
+            else:
+                dBf += lam * dtu
+            if VAR_C:
+                X3 = tl.where(t3 == j, (x * dy)[:, None, :], X3)
+            else:
+                dCf += x * dy
+        # the chunk's dB_t, dC_t summed over the program's channels: partials per (program, t, n)
+        pmask = (k + p_t < L) & (p_n < N)
+        if VAR_B:
+            tl.store(dB_ptr + part + (k + p_t) * NS + p_n, tl.sum(A3, 0), mask=pmask)
+        if VAR_C:
+            tl.store(dC_ptr + part + (k + p_t) * NS + p_n, tl.sum(X3, 0), mask=pmask)
+        dU = DT * S1
+        dDT = U * S1 + 0.6931471805599453 * S2                     # (A = A₂ ln 2)
+        if HAS_D:
+            dU += Dv * DY
+            dD_acc += DY * U
+        if HAS_Z:
+            if HAS_D:
+                Y += Dv * U
+            dZ = DOUT * Y * sig * (1.0 + Z * (1.0 - sig))
+            tl.store(dz_ptr + offs, dZ.to(dz_ptr.dtype.element_ty), mask=m2)
+        if SOFTPLUS:
+            dDT = dDT * tl.sigmoid(DTpre)
+        dDT = tl.where(m2, dDT, 0.0)
+        if HAS_BIAS:
+            dbias_acc += dDT
+        tl.store(du_ptr + offs, dU.to(du_ptr.dtype.element_ty), mask=m2)
+        tl.store(ddelta_ptr + offs, dDT.to(ddelta_ptr.dtype.element_ty), mask=m2)
+    # per-channel parameter gradients of this batch element: (batch, dim, N) and (batch, dim)
+    pofs = rows[:, None] * N + ncol
+    tl.store(dA_ptr + pofs, dA_acc, mask=nmask)
+    if not VAR_B:
+        tl.store(dB_ptr + pofs, dBf, mask=nmask)
+    if not VAR_C:
+        tl.store(dC_ptr + pofs, dCf, mask=nmask)
+    if HAS_D:
+        tl.store(dD_ptr + rows, tl.sum(dD_acc, 1), mask=dmask)
+    if HAS_BIAS:
+        tl.store(dbias_ptr + rows, tl.sum(dbias_acc, 1), mask=dmask)
+
+
+@triton.jit
 def _selective_state_update_kernel(
         state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
         dim, N,
@@ -918,6 +1154,16 @@ def _bwd_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, int]:
     if runtime.INTERPRET:
         return 8, min(16, triton.next_power_of_2(max(L, 1))), 1
     return 4, min(128, max(16, triton.next_power_of_2(max(L, 1)))), 4
+
+
+def _bwd_serial_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, int]:
+    """(BLOCK_D, BLOCK_T, num_warps) of the "serial" backward: BLOCK_T (the checkpoint interval)
+    short, since x_t and Ā_t of the chunk's steps live in registers; 32 channels × 16 states on 4
+    warps is 4 states per thread, 2·BLOCK_T·4 = 64 registers for the two chunk tiles. A first
+    choice for the sweep (``BWD_CONFIGS`` in ``ssmlib.bench.selective``)."""
+    if runtime.INTERPRET:
+        return 8, min(8, triton.next_power_of_2(max(L, 1))), 1
+    return 32, 8, 4
 
 
 def _check_pow2(name, v):
@@ -1008,7 +1254,11 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
         bd, bt, nw = config.get("block_d") or bd, config.get("block_t") or bt, config.get("num_warps") or nw
     for k, v in (("block_d", bd), ("block_t", bt), ("num_warps", nw)):
         _check_pow2(k, v)
-    ckpt = (config or {}).get("bwd_block_t") or _bwd_config(N, L, u.dtype)[1]
+    if (config or {}).get("bwd_variant", "scan") == "serial":
+        # the serial backward's chunk (its register tiles hold BLOCK_T steps): short
+        ckpt = (config or {}).get("bwd_block_t") or _bwd_serial_config(N, L, u.dtype)[1]
+    else:
+        ckpt = (config or {}).get("bwd_block_t") or _bwd_config(N, L, u.dtype)[1]
     _check_pow2("bwd_block_t", ckpt)
     n_chunks, n_ckpt = triton.cdiv(L, bt), triton.cdiv(L, ckpt)
     states = torch.empty(batch, dim, n_ckpt, N, dtype=acc, device=u.device) if want_states else None
@@ -1120,7 +1370,68 @@ def _pipe_seg_len(warps: int, L: int, bt: int, device) -> int:
     return max(8 * bt, triton.next_power_of_2(triton.cdiv(L, want)))
 
 
+def _backward_serial(saved, softplus, dout, dlast, config):
+    """The "serial" backward (``config={"bwd_variant": "serial"}``): see its kernel."""
+    u, delta, A, B, C, D, z, delta_bias, states, (bt, G, var_B, var_C) = saved
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    acc = states.dtype
+    bd, _, nw = _bwd_serial_config(N, L, u.dtype)
+    bd, nw = config.get("bwd_block_d") or bd, config.get("bwd_num_warps") or nw
+    n_chunks = triton.cdiv(L, bt)
+    dpg = dim // G
+    n_dblocks = triton.cdiv(dpg, bd)
+    BN = triton.next_power_of_2(N)
+    NS = BN if BN == N else N
+    dout = dout.contiguous()
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else None
+    dA = torch.empty(batch, dim, N, dtype=acc, device=u.device)
+    # input-dependent dB, dC: float32 (float64) partials per (batch, group, channel block, t, n)
+    dBp = (torch.empty(batch, G, n_dblocks, L, NS, dtype=acc, device=u.device) if var_B
+           else torch.empty(batch, dim, N, dtype=acc, device=u.device))
+    dCp = (torch.empty(batch, G, n_dblocks, L, NS, dtype=acc, device=u.device) if var_C
+           else torch.empty(batch, dim, N, dtype=acc, device=u.device))
+    dD = torch.empty(batch, dim, dtype=acc, device=u.device) if D is not None else None
+    dbias = torch.empty(batch, dim, dtype=acc, device=u.device) if delta_bias is not None else None
+    if batch * dim and L:
+        # (batch, [G,] L, N) copies in the arithmetic dtype, as for the serial forward
+        Bt = B.transpose(-1, -2).to(acc).contiguous() if var_B else B
+        Ct = C.transpose(-1, -2).to(acc).contiguous() if var_C else C
+        sB = (Bt.shape[1] * L * N if Bt.dim() == 4 else L * N, L * N) if var_B else (0, 0)
+        sC = (Ct.shape[1] * L * N if Ct.dim() == 4 else L * N, L * N) if var_C else (0, 0)
+        dl = dlast.to(acc).contiguous() if dlast is not None else None
+        # unused pointers are placeholders of the dtype a real call gives them (u's for inputs)
+        _selective_scan_bwd_serial_kernel[(batch * G * n_dblocks,)](
+            u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
+            delta_bias if delta_bias is not None else u, dout, states, dl if dl is not None else states,
+            du, ddelta, dz if dz is not None else du, dA, dBp, dCp,
+            dD if dD is not None else dA, dbias if dbias is not None else dA,
+            dim, L, N, dpg, n_dblocks, n_chunks, *sB, *sC,
+            VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
+            HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), HAS_DLAST=dl is not None,
+            EVEN_L=L % bt == 0, EVEN_N=BN == N, BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN, TW=max(bt, BN),
+            num_warps=nw)
+    else:
+        du.zero_(), ddelta.zero_(), dA.zero_(), dBp.zero_(), dCp.zero_()
+        for t in (dz, dD, dbias):
+            if t is not None:
+                t.zero_()
+
+    def bc_grad(P, var, X):
+        if not var:
+            return P.sum(0).to(X.dtype)
+        g = P.sum(2)[..., :N].transpose(-1, -2)                 # (batch, G, N, L)
+        return (g[:, 0] if X.dim() == 3 else g).to(X.dtype).contiguous()
+    dA = dA.sum(0).to(A.dtype)
+    dD = dD.sum(0).to(D.dtype) if D is not None else None
+    dbias = dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
+    return du, ddelta, dA, bc_grad(dBp, var_B, B), bc_grad(dCp, var_C, C), dD, dz, dbias
+
+
 def _backward(saved, softplus, dout, dlast, config=None):
+    if (config or {}).get("bwd_variant", "scan") == "serial":
+        return _backward_serial(saved, softplus, dout, dlast, config)
     u, delta, A, B, C, D, z, delta_bias, states, (bt, G, var_B, var_C) = saved
     batch, dim, L = u.shape
     N = A.shape[1]
@@ -1213,7 +1524,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             tests): ``block_d``, ``block_t``, ``num_warps`` of the forward;
             ``bwd_block_d``, ``bwd_block_t`` (the backward's chunk, so also the
             forward's checkpoint interval), ``bwd_num_warps`` of the backward
-            (powers of two) and ``bwd_flip`` (bool, see the backward kernel);
+            (powers of two), ``bwd_flip`` (bool, see the backward kernel) and
+            ``bwd_variant``: "scan" (default) or "serial" (see the module
+            docstring; its ``bwd_block_t`` defaults to 8);
             ``variant``: "serial", "scan" or "pipelined" (see the module
             docstring); for "pipelined" also ``seg_len`` (power of two: split L
             into segments of that length, three passes) and ``bc_tile`` (0, 1: B and
@@ -1232,12 +1545,17 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             if k not in CONFIG_KEYS:
                 raise ValueError(f"config has unknown key {k!r}")
         for k, v in config.items():
-            if k not in ("bwd_flip", "variant", "bc_tile"):
+            if k not in ("bwd_flip", "variant", "bc_tile", "bwd_variant"):
                 _check_pow2(k, v)
         if config.get("bc_tile", 0) not in (0, 1, 2):
             raise ValueError(f"config bc_tile must be 0/False, 1/True or 2, got {config['bc_tile']!r}")
         if config.get("variant", "scan") not in FWD_VARIANTS:
             raise ValueError(f"config variant must be one of {FWD_VARIANTS}, got {config['variant']!r}")
+        if config.get("bwd_variant", "scan") not in BWD_VARIANTS:
+            raise ValueError(f"config bwd_variant must be one of {BWD_VARIANTS}, got {config['bwd_variant']!r}")
+        if config.get("bwd_variant") == "serial" and (config.get("bwd_block_t") or 0) > 32:
+            raise ValueError(f"config bwd_block_t={config['bwd_block_t']} is too long for bwd_variant 'serial' "
+                             f"(its chunk lives in registers): at most 32")
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
                                        for t in (u, delta, A, B, C, D, z, delta_bias)):
         _check_args(u, delta, A, B, C, D, z, delta_bias)

@@ -240,6 +240,84 @@ def test_backward_checkpoint_interval(cfg):
         assert_close(got[k], want[k], 1e-10, 1e-10, k)
 
 
+SERIAL_BWD = dict(bwd_variant="serial")
+
+
+@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
+@pytest.mark.parametrize("L", [1, 7, 33])
+@pytest.mark.parametrize("N", [1, 4, 16])
+def test_backward_serial_variant_float64(kind, G, L, N):
+    """The "serial" backward (states recomputed per chunk into registers, the adjoint a step at a
+    time, dB/dC partials per channel block) against the float64 loop's autograd."""
+    t = make(2, 6 if G == 2 else 5, L, N, kind, G)
+    got = grads(lambda *a, **k: selective_scan(*a, **k, config=SERIAL_BWD), t)
+    want = grads(selective_scan_ref, t)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape, k
+        assert_close(got[k], want[k], 1e-10, 1e-10, k)
+
+
+@pytest.mark.parametrize("opts", [(), ("D",), ("z",), ("delta_bias",), ("D", "z")])
+@pytest.mark.parametrize("softplus", [False, True])
+@pytest.mark.parametrize("last", [False, True])
+def test_backward_serial_option_subsets(opts, softplus, last):
+    t = make(1, 3, 10, 2, "var", opts=opts)
+    leaves = {k: (v.clone().requires_grad_() if v is not None else None) for k, v in t.items()}
+    leaves2 = {k: (v.clone().requires_grad_() if v is not None else None) for k, v in t.items()}
+    for fn, lv in ((lambda *a, **k: selective_scan(*a, **k, config=SERIAL_BWD), leaves), (selective_scan_ref, leaves2)):
+        res = call(fn, lv, softplus=softplus, last=last)
+        loss = (res[0] * torch.linspace(-1, 1, res[0].numel(), dtype=torch.float64, device=DEV).view_as(res[0])).sum()
+        if last:
+            loss = loss + res[1].sum()
+        loss.backward()
+    for k in NAMES:
+        if leaves[k] is not None:
+            assert_close(leaves[k].grad, leaves2[k].grad, 1e-10, 1e-10, k)
+
+
+@pytest.mark.parametrize("cfg", [dict(bwd_block_t=1, bwd_block_d=2), dict(bwd_block_t=4, bwd_block_d=1),
+                                 dict(bwd_block_t=2, bwd_block_d=4, variant="pipelined", block_t=2, seg_len=8),
+                                 dict(bwd_block_t=16, bwd_block_d=16, variant="scan", block_t=4)])
+def test_backward_serial_launch_configs(cfg):
+    """Any chunk length (= checkpoint interval), channel blocks straddling a group's end, any forward."""
+    t = make(2, 6, 21, 3, "grouped", 2)
+    got = grads(lambda *a, **k: selective_scan(*a, **k, config=dict(SERIAL_BWD, **cfg)), t)
+    want = grads(selective_scan_ref, t)
+    for k in want:
+        assert_close(got[k], want[k], 1e-10, 1e-10, k)
+
+
+def test_backward_serial_gradcheck():
+    t = make(1, 2, 5, 2, "var")
+    leaves = [t[k].clone().requires_grad_() for k in NAMES]
+
+    def f(*a):
+        return selective_scan(*a[:5], D=a[5], z=a[6], delta_bias=a[7], delta_softplus=True, return_last_state=True,
+                              config=dict(bwd_variant="serial", bwd_block_t=2))
+
+    assert torch.autograd.gradcheck(f, leaves, eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
+def test_backward_serial_float32(kind, G):
+    t = make(2, 6, 17, 4, kind, G, dtype=torch.float32)
+    got = grads(lambda *a, **k: selective_scan(*a, **k, config=SERIAL_BWD), t)
+    want = grads(selective_scan_ref, as64(t))
+    tol = dict(u=(1.2e-3, 4e-3), delta=(3e-3, 2e-2))
+    for k in want:
+        assert got[k].dtype == torch.float32
+        assert_close(got[k], want[k], *tol.get(k, (1e-3, 1e-3)), k)
+
+
+def test_backward_serial_bfloat16():
+    t = make(2, 5, 19, 4, "var", dtype=torch.bfloat16)
+    got = grads(lambda *a, **k: selective_scan(*a, **k, config=SERIAL_BWD), t, wdtype=torch.bfloat16)
+    want = grads(selective_scan_ref, as64(t), wdtype=torch.bfloat16)
+    for k in want:
+        assert got[k].dtype == t[k].dtype
+        assert_close(got[k], want[k], 3e-2, 3e-2, k)
+
+
 def test_gradcheck():
     t = make(1, 2, 3, 2, "var")
     leaves = [t[k].clone().requires_grad_() for k in NAMES]
@@ -353,6 +431,10 @@ def test_bad_config():
         call(selective_scan, t, config=dict(variant="fast"))
     with pytest.raises(ValueError, match="seg_len must be a power of two"):
         call(selective_scan, t, config=dict(variant="pipelined", seg_len=12))
+    with pytest.raises(ValueError, match="bwd_variant"):
+        call(selective_scan, t, config=dict(bwd_variant="parallel"))
+    with pytest.raises(ValueError, match="too long for bwd_variant 'serial'"):
+        call(selective_scan, t, config=dict(bwd_variant="serial", bwd_block_t=64))
 
 
 def test_kernels_compile_for_sm90():
@@ -371,6 +453,25 @@ def test_kernels_compile_for_sm90():
     for r in recs:
         assert r["registers"] and r["spill_store_bytes"] == 0, r
         assert r["loop_bar"] == 0 and r["loop_lds_sts"] == 0 and r["loop_ex2"] >= r["elems_per_thread_iter"], r
+
+
+def test_backward_serial_compiles_for_sm90():
+    """The "serial" backward compiled for sm_90a as a real call types it (bf16 and fp32 inputs, every
+    option, and none: then D, z, delta_bias are placeholders in the input's dtype, d last_state in the
+    states' float32): no spills, no barrier or shared memory in the per-step code (only the chunk's dB/dC
+    reduction over channels), one exponential per element plus the chunk's softplus ones."""
+    from ssmlib.bench.selective import compile_report
+
+    recs = compile_report([("bwd_serial", "bf16", 32, 8, 4, 16), ("bwd_serial", "fp32", 32, 8, 4, 16),
+                           ("bwd_serial-noopts", "bf16", 32, 8, 4, 16)], state_update=False)
+    errors = [r for r in recs if "error" in r]
+    assert not errors, errors
+    assert len(recs) == 3
+    for r in recs:
+        assert r["registers"] and r["spill_store_bytes"] == 0, r
+        elems = r["elems_per_thread_iter"]
+        assert elems <= r["loop_ex2"] <= elems + 16, r          # 1 per element (+ softplus per (d, t))
+        assert r["loop_bar"] <= 12, r                           # the chunk-end reductions only
 
 
 def test_state_update_bad_input():
@@ -476,6 +577,34 @@ def test_gpu_every_backward_config(cfg):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("cfg", [__import__("ssmlib.bench.selective").bench.selective.bwd_config_dict(c)
+                                 for c in __import__("ssmlib.bench.selective").bench.selective.BWD_SERIAL_CONFIGS])
+@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
+def test_gpu_every_serial_backward_config(cfg, kind, G):
+    t = make(2, 6 * 50, 1000, 16, kind, G, dtype=torch.float32)
+    got = grads(lambda *a, **k: selective_scan(*a, **k, config=cfg), t)
+    want = grads(selective_scan_ref, as64(t))
+    tol = dict(u=(1.2e-3, 4e-3), delta=(3e-3, 2e-2))
+    for k in want:
+        assert_close(got[k], want[k], *tol.get(k, (1e-3, 1e-3)), k)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind,G", GPU_KINDS)
+@pytest.mark.parametrize("L,N", [(1, 4), (7, 1), (1000, 16), (4096, 16), (1000, 64)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gpu_serial_backward(kind, G, L, N, dtype):
+    t = make(2, 6 * 67 if G == 2 else 401, L, N, kind, G, dtype=dtype)
+    if dtype != torch.float32:
+        t["A"], t["D"], t["delta_bias"] = t["A"].float(), t["D"].float(), t["delta_bias"].float()
+    got = grads(lambda *a, **k: selective_scan(*a, **k, config=dict(bwd_variant="serial")), t, wdtype=dtype)
+    want = grads(selective_scan_ref, as64(t), wdtype=dtype)
+    tol = dict(u=(1.2e-3, 4e-3), delta=(3e-3, 2e-2)) if dtype == torch.float32 else {}
+    for k in want:
+        assert_close(got[k], want[k], *tol.get(k, (1e-3, 1e-3) if dtype == torch.float32 else (3e-2, 3e-2)), k)
+
+
+@pytest.mark.gpu
 def test_gpu_long_sequence_stays_finite_and_matches():
     """L = 1,000,000: the fused scan against the unfused log-depth scan in float64."""
     batch, dim, L, N = 1, 4, 1_000_000, 4
@@ -536,6 +665,7 @@ def test_bench_dry_run(monkeypatch):
     res = sb.by_length(ceil, Ls=(4,), dim=2, N=2)
     assert {r["impl"] for r in res["rows"]} >= {"triton", "torch_unfused_fwd_bwd", "roofline"}
     res = sb.config_sweep(ceil, batch=1, dim=2, L=5, N=2, fwd_configs=[("scan", 1, 4, 1)],
-                          bwd_configs=[(4, 2, 1, True)], state_update_configs=[(64, 1)],
-                          decode=(2, 3, 2), paper_shapes=[(1, 2, 6)])
-    assert len(res["rows"]) == 5 and res["rows"][1]["bwd_block_d"] == 2
+                          bwd_configs=[(4, 2, 1, True)], bwd_serial_configs=[(2, 2, 1)],
+                          state_update_configs=[(64, 1)], decode=(2, 3, 2), paper_shapes=[(1, 2, 6)])
+    assert len(res["rows"]) == 6 and res["rows"][1]["bwd_block_d"] == 2
+    assert res["rows"][2]["bwd_variant"] == "serial" and res["rows"][2]["bwd_block_t"] == 2

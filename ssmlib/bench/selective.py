@@ -15,7 +15,9 @@ Writes four files under ``book/results/``:
   of the forward (variant "serial", "scan" or "pipelined", block_d, block_t,
   num_warps; for "pipelined" also seg_len and bc_tile) at the headline shape
   and at batch 1, dim 1024, L 2K / 16K / 128K, and of the backward
-  (bwd_block_t, bwd_block_d, bwd_num_warps, bwd_flip).
+  (bwd_block_t, bwd_block_d, bwd_num_warps, bwd_flip; and with bwd_variant "serial",
+  :data:`BWD_SERIAL_CONFIGS`). The headline's fwd+bwd rows include
+  ``triton_bwd_serial`` (default forward, the "serial" backward).
   ``python -m ssmlib.bench.selective --sweep-only [--out DIR]`` writes only
   this file.
 
@@ -23,8 +25,9 @@ The headline and by-length rows include ``triton_pipelined`` (the "pipelined"
 forward with its launch heuristics) next to ``triton`` (the default variant).
 
 Without a GPU, ``python -m ssmlib.bench.selective --compile-only`` compiles the
-forward kernels for sm_90a and prints ptxas's registers and spills and SASS
-counts of the chunk loop (see :func:`compile_report`).
+forward kernels (and the backward kernels of :data:`COMPILE_BWD_CONFIGS`) for
+sm_90a and prints ptxas's registers and spills and SASS counts of the chunk
+loop (see :func:`compile_report`).
 
 The floor. Minimal bytes: each input read once and each output written once
 (forward: u, Δ, z, out per channel, B and C per group; backward adds dout,
@@ -83,6 +86,11 @@ def _inputs(batch, dim, L, N, dtype, G=None, seed=0):
 def _pipelined(*args, **kw):
     """:func:`selective_scan` with the "pipelined" forward (launch heuristics: split L for batch 1)."""
     return selective_scan(*args, **kw, config={"variant": "pipelined"})
+
+
+def _bwd_serial(*args, **kw):
+    """:func:`selective_scan` (default forward) with the "serial" backward (``bwd_variant``)."""
+    return selective_scan(*args, **kw, config={"bwd_variant": "serial"})
 
 
 def _call(fn, t, **kw):
@@ -145,6 +153,8 @@ def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096,
         for passes in ("fwd", "fwd+bwd"):
             nbytes, exps = counts(batch, dim, L, N, esize, backward=passes != "fwd")
             impls = {"triton": selective_scan, "triton_pipelined": _pipelined, "torch_unfused": selective_scan_unfused}
+            if passes != "fwd":
+                impls["triton_bwd_serial"] = _bwd_serial
             if loop and dtype == torch.float32 and passes == "fwd":
                 impls["torch_loop"] = selective_scan_ref
             for impl, fn in impls.items():
@@ -267,9 +277,23 @@ def fwd_config_dict(c) -> dict:
 BWD_CONFIGS = ([(bt, bd, nw, False) for bt in (64, 128, 256) for bd in (1, 2, 4, 8) for nw in (2, 4)
                 if 256 <= bd * bt <= 1024]
                + [(128, 4, 4, True), (128, 2, 2, True), (256, 1, 4, True)])
+#: (block_t, block_d, num_warps) of the "serial" backward (config bwd_variant="serial"); block_t is
+#: its chunk and the forward's checkpoint interval, kept short (x_t and Ā_t of a chunk live in
+#: registers: 2·block_t·block_d·N / (32·num_warps) of them per thread).
+#: Compile-only (sm_90a, N 16): block_t 8 at 4 states per thread has no spills at 255 registers;
+#: block_t 16 spills (kept for one measured data point), as do 8 states per thread.
+BWD_SERIAL_CONFIGS = [(8, 32, 4), (8, 16, 2), (8, 8, 1), (8, 64, 8), (8, 32, 8), (4, 32, 4), (4, 64, 4),
+                      (4, 16, 2), (16, 32, 8)]
 
 
-def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_configs=None,
+def bwd_config_dict(c) -> dict:
+    """A :data:`BWD_CONFIGS` (4 entries) or :data:`BWD_SERIAL_CONFIGS` (3) entry as a ``config`` dict."""
+    if len(c) == 3:
+        return dict(bwd_variant="serial", bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2])
+    return dict(bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2], bwd_flip=c[3])
+
+
+def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_configs=None, bwd_serial_configs=None,
                  state_update_configs=((16, 1), (32, 2), (64, 2), (64, 4), (128, 4), (128, 8), (256, 8)),
                  decode=(64, 4096, 16), paper_shapes=((1, 1024, 2048), (1, 1024, 16384), (1, 1024, 131072))) -> dict:
     """Every launch configuration: forward (bf16 and fp32) and backward (bf16) at the headline
@@ -277,6 +301,7 @@ def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_co
     rows = []
     fwd_configs = FWD_CONFIGS if fwd_configs is None else fwd_configs
     bwd_configs = BWD_CONFIGS if bwd_configs is None else bwd_configs
+    bwd_serial_configs = BWD_SERIAL_CONFIGS if bwd_serial_configs is None else bwd_serial_configs
     for dtype in (torch.bfloat16, torch.float32):
         t = _inputs(batch, dim, L, N, dtype)
         shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype], "pass": "fwd"}
@@ -291,8 +316,8 @@ def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_co
             rows.append(_row("triton", shape, ms, nbytes, exps, ceil, **cfg))
         if dtype == torch.bfloat16:
             nbytes, exps = counts(batch, dim, L, N, t["u"].element_size(), backward=True)
-            for bt, bd, nw, flip in bwd_configs:
-                cfg = dict(bwd_block_t=bt, bwd_block_d=bd, bwd_num_warps=nw, bwd_flip=flip)
+            for c in list(bwd_configs) + list(bwd_serial_configs):
+                cfg = bwd_config_dict(c)
                 try:
                     ms = median_ms(_fwd_bwd(selective_scan, t, config=cfg), warmup=5, rep=30)
                 except Exception as e:
@@ -448,6 +473,9 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
     from .. import selective as S
     out = []
     for variant, dtype, bd, bt, nw, N in configs:
+        if variant.startswith("bwd"):
+            out.append(_compile_bwd(S, variant, dtype, bd, bt, nw, N))
+            continue
         BN = 1 << (N - 1).bit_length()
         bc = dict(BC_TILE=2 if variant.endswith("+bc_tile2") else 1 if variant.endswith("+bc_tile") else 0)
         kernels = ([("fwd", {})] if variant == "serial" else
@@ -499,6 +527,55 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
     return out
 
 
+def _compile_bwd(S, variant, dtype, bd, bt, nw, N) -> dict:
+    """One backward kernel compiled as a real call types it: "bwd_scan" (the default backward),
+    "bwd_serial" (config bwd_variant="serial"), with every option on, or with "-noopts" without D,
+    z, delta_bias, softplus and d last_state (their pointers then placeholders: u's dtype for D, z,
+    delta_bias; du's for dz; states' (float32) for dlast; dA's for dD, d delta_bias)."""
+    BN = 1 << (N - 1).bit_length()
+    opts = not variant.endswith("-noopts")
+    serial = variant.startswith("bwd_serial")
+    kernel = S._selective_scan_bwd_serial_kernel if serial else S._selective_scan_bwd_kernel
+    inp = dtype
+    sig = {n: "*fp32" for n in kernel.arg_names if n.endswith("_ptr")}
+    if dtype == "fp64":
+        sig = {n: "*fp64" for n in sig}
+    sig.update({n: f"*{inp}" for n in ("u_ptr", "delta_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr")})
+    if not serial:   # B, C as given (input dtype); the serial backward reads float32 transposed copies
+        sig.update({"B_ptr": f"*{inp}", "C_ptr": f"*{inp}"})
+    if not opts:
+        sig.update({"D_ptr": f"*{inp}", "z_ptr": f"*{inp}", "bias_ptr": f"*{inp}"})
+    sig.update({p.name: "i32" for p in kernel.params if not p.is_constexpr and not p.name.endswith("_ptr")})
+    cx = dict(VAR_B=True, VAR_C=True, HAS_D=opts, HAS_Z=opts, HAS_BIAS=opts, SOFTPLUS=opts, EVEN_L=True,
+              BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN)
+    if serial:
+        cx.update(HAS_DLAST=opts, EVEN_N=BN == N, TW=max(bt, BN))
+    else:
+        cx.update(FLIP=False)
+    rec = {"variant": variant, "kernel": "bwd", "dtype": dtype, "block_d": bd, "block_t": bt, "num_warps": nw,
+           "N": N}
+    try:
+        rec.update(_compile_one(kernel, sig, cx, nw))
+        rec["elems_per_thread_iter"] = bd * bt * BN / (32 * nw)
+        rec["loop_sass_per_elem"] = round(rec["loop_sass"] / rec["elems_per_thread_iter"], 2)
+        if not serial:
+            # the chunk loop holds a run-time loop over the N states whose body the SASS has once:
+            # per element that body (about 400 instructions for 4 elements a thread at 4×128, 4
+            # warps) plus the rest of the chunk loop; loop_sass_per_elem undercounts it N-fold
+            rec["note"] = "loop_sass counts the per-state loop's body once (run N times per chunk)"
+    except Exception as e:  # noqa: BLE001
+        rec["error"] = repr(e)[:800]
+    return rec
+
+
+#: Backward kernels of the compile-only report (same tuple as :data:`COMPILE_CONFIGS`).
+COMPILE_BWD_CONFIGS = [("bwd_scan", "bf16", 4, 128, 4, 16), ("bwd_scan", "fp32", 4, 128, 4, 16),
+                       ("bwd_serial", "bf16", 32, 8, 4, 16), ("bwd_serial", "fp32", 32, 8, 4, 16),
+                       ("bwd_serial-noopts", "bf16", 32, 8, 4, 16), ("bwd_serial", "bf16", 32, 16, 4, 16),
+                       ("bwd_serial", "bf16", 8, 8, 1, 16), ("bwd_serial", "bf16", 16, 8, 2, 16),
+                       ("bwd_serial", "bf16", 64, 8, 8, 16), ("bwd_serial", "bf16", 32, 8, 4, 4)]
+
+
 def compile_report(configs=None, kinds=None, state_update=True) -> list[dict]:
     """Compile the forward kernels for sm_90a in a subprocess (TRITON_INTERPRET=0); ptxas and SASS numbers.
 
@@ -527,7 +604,7 @@ if __name__ == "__main__":
     import json
     import sys
     if "--compile-only" in sys.argv:
-        for r in compile_report():
+        for r in compile_report(COMPILE_CONFIGS + COMPILE_BWD_CONFIGS):
             print(json.dumps(r))
     elif "--sweep-only" in sys.argv:      # on the GPU: only selective_scan_sweep.json (a few minutes)
         from pathlib import Path
