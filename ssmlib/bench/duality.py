@@ -66,7 +66,8 @@ On the H200, three commands, each under the 10-minute limit of one device call
 
 ``.baselines/`` is a git-ignored folder of the checkout (listed in
 ``.git/info/exclude``) holding the fla-core wheel and the unpacked mamba-ssm
-2.3.2.post1 sdist, sent to the GPU machine with the device tool's ``carry``.
+2.3.2.post1 sdist (``python tools/fetch_baselines.py`` fetches both), sent to
+the GPU machine with the device tool's ``carry``.
 
 (``bash tools/gpu_check.sh`` with ``SUITES=duality`` runs ``--sweep`` too: all
 three JSON files in one call, likely past 10 minutes together with the tests.)
