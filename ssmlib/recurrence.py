@@ -412,9 +412,9 @@ def _launch(A, B, C, u, D, x0, return_final_state, *, algorithm, channels_last, 
     chunked = _use_chunked(N, batch, u.dtype) if algorithm is None else algorithm == "chunked"
     y = torch.empty_like(u)
     xT = torch.empty(batch, H, N, dtype=u.dtype, device=u.device) if return_final_state else y
-    if batch * H == 0 or (L == 0 and not return_final_state):
-        pass
-    elif chunked:
+    if batch * H == 0 or (L == 0 and not return_final_state):       # nothing to compute
+        return (y, xT) if return_final_state else y
+    if chunked:
         bb, nw, T = _chunked_config(N)
         bb, nw, T = block_b or bb, num_warps or nw, chunk_steps or T
         if T < 16 or T & (T - 1):

@@ -356,22 +356,18 @@ def test_gpu_offsets_beyond_int32():
 
 
 COMPILE_FOR_SM90 = r"""
-import triton
-from triton.backends.compiler import GPUTarget
+from ssmlib.bench import compile_sm90
 from ssmlib.hippo import _project_kernel
 for dtype, time_varying, block_n, precision in [("fp32", False, 64, "tf32x3"), ("fp32", True, 64, "tf32x3"),
                                                 ("fp32", True, 32, "tf32x3"), ("fp64", True, 64, "ieee")]:
     ptr = "*" + dtype
     signature = {"f_ptr": ptr, "Ab_ptr": ptr, "Bb_ptr": ptr, "c_ptr": ptr, "n_signals": "i32", "L": "i32",
-                 "N": "i32", "stride_at": "i32", "stride_an": "i32", "stride_aj": "i32", "stride_bt": "i32",
-                 "TIME_VARYING": "constexpr", "BLOCK_B": "constexpr", "BLOCK_N": "constexpr",
-                 "EVEN_N": "constexpr", "PRECISION": "constexpr"}
+                 "N": "i32", "stride_at": "i32", "stride_an": "i32", "stride_aj": "i32", "stride_bt": "i32"}
     constexprs = {"TIME_VARYING": time_varying, "BLOCK_B": 64, "BLOCK_N": block_n, "EVEN_N": block_n == 64,
                   "PRECISION": precision}
-    k = triton.compile(triton.compiler.ASTSource(fn=_project_kernel, signature=signature, constexprs=constexprs),
-                       target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    k, stats = compile_sm90(_project_kernel, signature, constexprs, num_warps=4)
     mma = "wgmma" in k.asm["ptx"] if dtype == "fp32" else "mma.sync" in k.asm["ptx"]
-    print(dtype, time_varying, block_n, mma, k.metadata.shared)
+    print(dtype, time_varying, block_n, mma, stats["shared_bytes"])
 """
 
 

@@ -11,7 +11,7 @@ flops the work needs at minimum, and writes a JSON file under
 ``book/results/`` that the book plots when it is built without a GPU:
 
 ``{"benchmark", "device", "torch", "triton", "python", "date",
-"ceilings": {"copy_GBps", "fp32_TFLOPs", "bf16_TFLOPs"}, "rows": [{"impl", "N", "batch", "H",
+"ceilings": {"copy_GBps", "fp32_TFLOPs", "tf32_TFLOPs", "bf16_TFLOPs"}, "rows": [{"impl", "N", "batch", "H",
 "L", "dtype", "median_ms", "bytes", "flops", "roofline_ms",
 "fraction_of_roofline"}, ...]}``
 
@@ -23,7 +23,12 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
+import re
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -49,7 +54,8 @@ def median_ms(fn, warmup: int = 25, rep: int = 100) -> float:
 
 
 def ceilings() -> dict:
-    """Measure copy bandwidth (read + write bytes / s) and the float32 (no TF32) and bfloat16 matmul rates."""
+    """Measure copy bandwidth (read + write bytes / s) and the matmul rates of float32 on FMA units
+    (no TF32), float32 inputs on tensor cores (TF32), and bfloat16."""
     src = torch.randn(2**30 // 4 * 2, device="cuda")          # 2 GiB, far beyond L2
     dst = torch.empty_like(src)
     t = median_ms(lambda: dst.copy_(src))
@@ -57,14 +63,17 @@ def ceilings() -> dict:
     del src, dst
     n = 8192
     a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
+    rates = {}
     tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    t = median_ms(lambda: a @ b, rep=200)
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    a, b = a.bfloat16(), b.bfloat16()
-    t16 = median_ms(lambda: a @ b, rep=200)
-    return {"copy_GBps": copy_GBps, "fp32_TFLOPs": 2 * n**3 / (t * 1e-3) / 1e12,
-            "bf16_TFLOPs": 2 * n**3 / (t16 * 1e-3) / 1e12}
+    try:
+        for name, dtype, allow_tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True),
+                                        ("bf16", torch.bfloat16, False)):
+            torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+            x, w = a.to(dtype), b.to(dtype)
+            rates[f"{name}_TFLOPs"] = 2 * n**3 / (median_ms(lambda: x @ w, rep=200) * 1e-3) / 1e12
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return {"copy_GBps": copy_GBps, **rates}
 
 
 def roofline_ms(nbytes: float, flops: float, ceil: dict, rate: str = "fp32_TFLOPs") -> float:
@@ -84,6 +93,59 @@ def save(result: dict, directory: Path = RESULTS) -> Path:
 def load(name: str, directory: Path = RESULTS) -> dict:
     """Read a committed result, e.g. ``load("linear_recurrence")``."""
     return json.loads((Path(directory) / f"{name}.json").read_text())
+
+
+
+def compile_sm90(kernel, signature: dict, constexprs: dict, divisible=(), num_warps: int = 4,
+                 num_stages: int | None = None):
+    """Compile a ``@triton.jit`` kernel for an H100/H200 (sm_90a) without a GPU, and read ptxas.
+
+    ``signature`` types the runtime arguments (``"*bf16"``, ``"i32"``, …; the
+    others are constexprs, given in ``constexprs``); ``divisible`` names the
+    arguments Triton may assume are multiples of 16, as it does for a real call
+    whose pointers and sizes are. Needs ``TRITON_INTERPRET=0`` (see
+    :func:`in_compiler_subprocess`). Returns the compiled kernel (``.asm`` holds
+    ttgir, ptx, cubin) and ``{"registers", "spill_store_bytes",
+    "spill_load_bytes", "shared_bytes"}``.
+    """
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = kernel.arg_names
+    sig = {n: signature.get(n, "constexpr") for n in names}
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in divisible}
+    options = {"num_warps": num_warps} | ({} if num_stages is None else {"num_stages": num_stages})
+    c = triton.compile(ASTSource(fn=kernel, signature=sig, attrs=attrs,
+                                 constexprs={(names.index(n),): v for n, v in constexprs.items()}),
+                       target=GPUTarget("cuda", 90, 32), options=options)
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(c.asm["ptx"])
+    info = subprocess.run([str(ptxas), "-v", "--gpu-name=sm_90a", f.name, "-o", "/dev/null"],
+                          capture_output=True, text=True).stderr
+    os.unlink(f.name)
+    regs = re.search(r"Used (\d+) registers", info)
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
+    return c, {"registers": int(regs.group(1)) if regs else None,
+               "spill_store_bytes": int(spill.group(1)) if spill else None,
+               "spill_load_bytes": int(spill.group(2)) if spill else None,
+               "shared_bytes": c.metadata.shared}
+
+
+def in_compiler_subprocess(function: str, *args):
+    """``module:function(*args)`` in a fresh Python with ``TRITON_INTERPRET=0``, so that its
+    kernels are compiled rather than interpreted (this process may have imported them for the
+    interpreter). Arguments and result travel as JSON."""
+    module, name = function.split(":")
+    code = (f"import json, sys; from {module} import {name}; "
+            f"print('@@' + json.dumps({name}(*json.loads(sys.argv[1]))))")
+    res = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True,
+                         env=dict(os.environ, TRITON_INTERPRET="0"))
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("@@")), None)
+    if line is None:
+        raise RuntimeError(f"{function} failed in the compiler subprocess:\n{res.stderr[-3000:]}")
+    return json.loads(line[2:])
 
 
 #: How :func:`plot` names the implementations it knows; others keep their own name.

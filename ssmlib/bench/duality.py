@@ -77,16 +77,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..duality import ssd, ssd_step
-from . import ceilings, environment, median_ms, roofline_ms
+from . import ceilings, compile_sm90, environment, in_compiler_subprocess, median_ms, roofline_ms
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -389,30 +387,9 @@ BWD_COMPILE_CONFIGS = [("bf16", 32, 32, 128, 8, 1), ("bf16", 32, 64, 64, 8, 1), 
 
 
 def _compile_one(kernel, sig, constexprs, divisible, num_warps, num_stages):
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    names = kernel.arg_names
-    sig = {n: sig.get(n, "constexpr") for n in names}
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in divisible}
-    c = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs={(names.index(n),): v
-                                                                       for n, v in constexprs.items()},
-                                 attrs=attrs),
-                       target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": num_stages})
+    c, stats = compile_sm90(kernel, sig, constexprs, divisible, num_warps, num_stages)
     ptx = c.asm["ptx"]
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-        f.write(ptx)
-    info = subprocess.run([str(ptxas), "-v", "--gpu-name=sm_90a", f.name, "-o", "/dev/null"],
-                          capture_output=True, text=True).stderr
-    os.unlink(f.name)
-    regs = re.search(r"Used (\d+) registers", info)
-    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
-    return {"registers": int(regs.group(1)) if regs else None,
-            "spill_store_bytes": int(spill.group(1)) if spill else None,
-            "spill_load_bytes": int(spill.group(2)) if spill else None,
-            "wgmma": ptx.count("wgmma.mma_async"), "mma_sync": len(re.findall(r"\bmma\.sync", ptx)),
-            "shared_bytes": c.metadata.shared}
+    return {**stats, "wgmma": ptx.count("wgmma.mma_async"), "mma_sync": len(re.findall(r"\bmma\.sync", ptx))}
 
 
 def _compile_worker(configs, bwd_configs=None) -> list[dict]:
@@ -476,15 +453,7 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
 
 def compile_report(configs=COMPILE_CONFIGS, bwd_configs=BWD_COMPILE_CONFIGS) -> list[dict]:
     """Compile the kernels for sm_90a in a subprocess (TRITON_INTERPRET=0) and report ptxas's numbers."""
-    env = dict(os.environ, TRITON_INTERPRET="0")
-    code = ("import json, sys; from ssmlib.bench.duality import _compile_worker; "
-            "print('@@' + json.dumps(_compile_worker(json.loads(sys.argv[1]), json.loads(sys.argv[2]))))")
-    res = subprocess.run([sys.executable, "-c", code, json.dumps(configs), json.dumps(bwd_configs)], env=env,
-                         capture_output=True, text=True)
-    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("@@")), None)
-    if line is None:
-        raise RuntimeError(f"compile worker failed:\n{res.stderr[-3000:]}")
-    return json.loads(line[2:])
+    return in_compiler_subprocess("ssmlib.bench.duality:_compile_worker", configs, bwd_configs)
 
 
 if __name__ == "__main__":

@@ -29,16 +29,6 @@ DT = 1e-3
 THETA = 1.0
 
 
-def tf32_TFLOPs(n: int = 8192) -> float:
-    """Measured float32-input matmul rate on tensor cores (TF32), in TFLOP/s."""
-    a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
-    t = median_ms(lambda: a @ b, rep=200)
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    return 2 * n**3 / (t * 1e-3) / 1e12
-
-
 def _work(measure: str, batch: int, L: int, N: int) -> tuple[int, int]:
     """(minimal bytes, minimal flops) of projecting ``batch`` float32 signals of length L."""
     pairs = L if measure == "legs" else 1
@@ -51,14 +41,13 @@ def _row(impl, measure, batch, L, N, t, ceil, **extra) -> dict:
     return {"impl": impl, "measure": measure, "N": N, "batch": batch, "L": L, "dtype": "float32",
             "median_ms": t, "bytes": nbytes, "flops": flops, "roofline_ms": roof,
             "fraction_of_roofline": roof / t, "flop_rate": "tf32_TFLOPs",
-            "tf32x3_floor_ms": max(nbytes / (ceil["copy_GBps"] * 1e9), 3 * flops / (ceil["tf32_TFLOPs"] * 1e12)) * 1e3,
+            "tf32x3_floor_ms": roofline_ms(nbytes, 3 * flops, ceil, rate="tf32_TFLOPs"),
             **extra}
 
 
 def hippo_benchmark(measures=MEASURES, batch=BATCH, L=L, N=N, loop_L=LOOP_L, ceil=None) -> dict:
     """Time the Triton kernel and the PyTorch loop for each measure."""
-    ceil = dict(ceil or ceilings())
-    ceil.setdefault("tf32_TFLOPs", tf32_TFLOPs())
+    ceil = ceil or ceilings()
     f = torch.randn(batch, L, device="cuda")
     out = torch.empty(batch, L, N, device="cuda")
     f_loop = f[:, :loop_L].contiguous()
@@ -79,8 +68,7 @@ def hippo_benchmark(measures=MEASURES, batch=BATCH, L=L, N=N, loop_L=LOOP_L, cei
 def hippo_sweep(measures=MEASURES, batch=BATCH, L=1024, N=N, ceil=None) -> dict:
     """Time launch configurations (signals per program, warps) and ``tl.dot``
     precisions of the kernel for each measure, at a shorter L."""
-    ceil = dict(ceil or ceilings())
-    ceil.setdefault("tf32_TFLOPs", tf32_TFLOPs())
+    ceil = ceil or ceilings()
     f = torch.randn(batch, L, device="cuda")
     out = torch.empty(batch, L, N, device="cuda")
     rows = []
@@ -98,7 +86,6 @@ def hippo_sweep(measures=MEASURES, batch=BATCH, L=1024, N=N, ceil=None) -> dict:
 
 def run(ceil: dict, sweep: bool = False) -> list[dict]:
     """The benchmark the book plots, and with ``sweep`` every launch configuration."""
-    ceil = {**ceil, "tf32_TFLOPs": tf32_TFLOPs()}
     results = [hippo_benchmark(ceil=ceil)]
     if sweep:
         results.append(hippo_sweep(ceil=ceil))

@@ -44,7 +44,7 @@ import triton
 import triton.language as tl
 
 from ..selective import (selective_scan, selective_scan_ref, selective_scan_unfused, selective_state_update)
-from . import environment, median_ms
+from . import compile_sm90, environment, in_compiler_subprocess, median_ms
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -432,37 +432,11 @@ DIVISIBLE_INTS = ("dim", "L", "N", "dpg", "n_dblocks", "n_ckpt", "seg_len", "sB_
 
 
 def _compile_one(kernel, sig, constexprs, num_warps):
-    import os
-    import re
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    names = kernel.arg_names
-    sig = {n: sig.get(n, "constexpr") for n in names}
     # as Triton specialises a real call at the headline shape: pointers and the integers that
     # are multiples of 16 there (dim, L, N, strides) are known to be divisible by 16
-    div = [n for n in names if n.endswith("_ptr")] + [n for n in DIVISIBLE_INTS if n in sig and sig[n] == "i32"]
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in div}
-    c = triton.compile(ASTSource(fn=kernel, signature=sig,
-                                 constexprs={(names.index(n),): v for n, v in constexprs.items()}, attrs=attrs),
-                       target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
-    ptx = c.asm["ptx"]
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
-        f.write(ptx)
-    info = subprocess.run([str(ptxas), "-v", "--gpu-name=sm_90a", f.name, "-o", "/dev/null"],
-                          capture_output=True, text=True).stderr
-    os.unlink(f.name)
-    regs = re.search(r"Used (\d+) registers", info)
-    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
-    ttgir = c.asm["ttgir"]
-    return {"registers": int(regs.group(1)) if regs else None,
-            "spill_store_bytes": int(spill.group(1)) if spill else None,
-            "spill_load_bytes": int(spill.group(2)) if spill else None,
-            "shared_bytes": c.metadata.shared, "convert_layouts": ttgir.count("ttg.convert_layout"),
+    div = [n for n in kernel.arg_names if n.endswith("_ptr")] + [n for n in DIVISIBLE_INTS if sig.get(n) == "i32"]
+    c, stats = compile_sm90(kernel, sig, constexprs, div, num_warps)
+    return {**stats, "convert_layouts": c.asm["ttgir"].count("ttg.convert_layout"),
             **_sass_loop_stats(c.asm["cubin"])}
 
 
@@ -585,19 +559,9 @@ def compile_report(configs=None, kinds=None, state_update=True) -> list[dict]:
     default. Per record: ptxas registers and spills, shared memory, layout conversions in the
     TTGIR, and SASS counts of the chunk loop (instructions, per (b, d, t, n) element of a thread,
     MUFU.EX2, BAR, SHFL, LDG, LDS/STS, STG)."""
-    import json
-    import os
-    import subprocess
-    import sys
-    env = dict(os.environ, TRITON_INTERPRET="0")
-    code = ("import json, sys; from ssmlib.bench.selective import _compile_worker; "
-            "print('@@' + json.dumps(_compile_worker(*json.loads(sys.argv[1]))))")
-    args = [COMPILE_CONFIGS if configs is None else configs, None if kinds is None else list(kinds), state_update]
-    res = subprocess.run([sys.executable, "-c", code, json.dumps(args)], env=env, capture_output=True, text=True)
-    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("@@")), None)
-    if line is None:
-        raise RuntimeError(f"compile worker failed:\n{res.stderr[-3000:]}")
-    return json.loads(line[2:])
+    return in_compiler_subprocess("ssmlib.bench.selective:_compile_worker",
+                                  COMPILE_CONFIGS if configs is None else configs,
+                                  None if kinds is None else list(kinds), state_update)
 
 
 if __name__ == "__main__":
