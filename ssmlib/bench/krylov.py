@@ -82,6 +82,7 @@ def _rows(Ns, Ls, ceil, backward=True):
             for impl, fn in impls.items():
                 extra = _extra_MB(fn)
                 t = median_ms(fn, warmup=5, rep=50)
+                print(f"N {N} L {L} {impl}: {t:.3f} ms", flush=True)
                 method = impl.split("_")[0]
                 rows.append({"impl": impl, **shape, "median_ms": t, "extra_MB": extra, "bytes": nbytes,
                              "flops": fl, "method_flops": H * krylov_flops(N, L, "naive" if method == "triton" else method),
