@@ -99,6 +99,25 @@ programs (S = 16 here, S = 1, the single minimal-traffic pass, at the 2.7B
 shape). This is the two-level version of the chunked algorithm itself: chunks
 inside a program, segments across programs.
 
+The first H200 measurement (``book/results/ssd_sweep.json``) found the single
+pass latency-bound: 1.17 ms at the 2.7B shape, against 0.26 ms for the roofline,
+and no faster than the published three-kernel implementations. Each program
+waits on a chain of L/block_t dependent blocks, each a few small products.
+Hence ``algorithm="two_pass"``. (1) The same walk computes only the states: one
+product per block, P×T×N, the state update. It stores the state entering every
+``ckpt_blocks``-th block, in x's dtype for 16-bit inputs (the output products
+round the state to it anyway). That is ``P·N / (ckpt_blocks·block_t)`` values
+per step and head, half of x's bytes at 4 blocks of 64 and P = 64, N = 128.
+(2) ``_ssd_out_kernel`` runs one program per (batch, head, P-block, time
+block), all independent. Each loads its checkpoint, carries it through at most
+``ckpt_blocks − 1`` earlier blocks (state updates only), then computes its
+block's outputs as in steps 2–4. The serial chain is now one product per block
+instead of four, and the outputs, which hold most of the flops, are
+parallel over time. The price is x, dt and B read twice, the checkpoints
+written and read, and the recomputed updates. The sweep measures both
+algorithms; ``_launch_config`` keeps the single pass until the two-pass one has
+run on the GPU.
+
 Backward (``_ssd_bwd_kernel``). ``ssd`` is differentiable in every tensor
 argument. When a gradient will be needed, the forward also writes the state
 entering every block of ``bwd_block_t`` steps (``batch·H·L/T·P·N`` floats:
@@ -143,6 +162,12 @@ from . import checks, runtime
 
 #: Largest state size N the kernel accepts (the (BLOCK_P, N) state lives in registers).
 MAX_N = 256
+
+#: Time steps per warp beyond which the compiled kernels are refused: measured on the H200
+#: (Triton 3.6), block_t 64 on 4 warps and 128 on 8 gave relative errors of 5-7% in y and
+#: illegal memory accesses at batch 1, L 16K, while every configuration with block_t ≤ 8·num_warps
+#: matched the reference to bfloat16 rounding (``python -m ssmlib.bench.duality --sweep-only``).
+MAX_STEPS_PER_WARP = 8
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -311,12 +336,16 @@ def _softplus(x):
 def _ssd_fwd_kernel(
         x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
         y_ptr, hT_ptr, seg_h_ptr, seg_a_ptr, states_ptr,
-        L, H, G, P, N, seg_len, n_seg, n_blocks,
+        L, H, G, P, N, seg_len, n_seg, n_ckpt,
         HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr,
         SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
-        STATES_ONLY: tl.constexpr, STORE_STATES: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
+        STATES_ONLY: tl.constexpr, WRITE_Y: tl.constexpr, STORE_STATES: tl.constexpr, CKPT: tl.constexpr,
+        LOWP: tl.constexpr, PRECISION: tl.constexpr,
         BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
     # Program (b·H + h, block of P, segment). Tiles: time along axis 0, channels p / states n along axis 1.
+    # STATES_ONLY: a segment's local end state from zero (the segments' first pass). Otherwise the
+    # true state, from h0 and the earlier segments; WRITE_Y: the outputs too; STORE_STATES: the
+    # state entering every CKPT-th block (for the backward, or for _ssd_out_kernel).
     bh = tl.program_id(0)
     pid_p = tl.program_id(1)
     sg = tl.program_id(2)
@@ -381,10 +410,13 @@ def _ssd_fwd_kernel(
         xv = tl.load(x_ptr + xp_base + xp_off, mask=m_xp, other=0.0)
         Bv = tl.load(B_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
         xdt = xv.to(acc) * dt[:, None]                        # (T, BP)
-        if not STATES_ONLY:
+        if STORE_STATES:       # the state entering every CKPT-th block
+            blk = t0 // BLOCK_T
+            if blk % CKPT == 0:
+                tl.store(states_ptr + (bh64 * n_ckpt + blk // CKPT) * P * N + pn_off,
+                         state.to(states_ptr.dtype.element_ty), mask=pn_mask)
+        if WRITE_Y and not STATES_ONLY:
             Cv = tl.load(C_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
-            if STORE_STATES:   # the state entering each block, for the backward
-                tl.store(states_ptr + (bh64 * n_blocks + t0 // BLOCK_T) * P * N + pn_off, state, mask=pn_mask)
             # 2. the carried state's contribution, exp(cs_i) · C_i stateᵀ
             y = tl.dot(Cv.to(op), tl.trans(state.to(op)), input_precision=PRECISION, out_dtype=acc)
             y = y * tl.exp(cs)[:, None]
@@ -413,6 +445,89 @@ def _ssd_fwd_kernel(
     elif STORE_FINAL:
         tl.store(hT_ptr + bh64 * P * N + pn_off, state.to(hT_ptr.dtype.element_ty),
                  mask=pn_mask & (sg == n_seg - 1))
+
+
+@triton.jit
+def _ssd_out_kernel(
+        x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, states_ptr, y_ptr,
+        L, H, G, P, N, n_ckpt,
+        HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr,
+        SOFTPLUS: tl.constexpr, CKPT: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
+        BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
+    # Program (b·H + h, block of P, block m of BLOCK_T steps): the outputs of block m alone. The
+    # state entering it: the checkpoint entering block c·CKPT ≤ m (from _ssd_fwd_kernel), carried
+    # through blocks c·CKPT … m−1 with the state update only. Every program is independent.
+    bh = tl.program_id(0)
+    pid_p = tl.program_id(1)
+    m = tl.program_id(2)
+    b = bh // H
+    h = bh % H
+    g = h // (H // G)
+    acc = tl.float64 if x_ptr.dtype.element_ty == tl.float64 else tl.float32
+    op = x_ptr.dtype.element_ty if LOWP else acc
+
+    p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    n = tl.arange(0, BLOCK_N)
+    i = tl.arange(0, BLOCK_T)
+    pm = p < P
+    nm = n < N
+    pn_off = p[:, None] * N + n[None, :]
+    pn_mask = pm[:, None] & nm[None, :]
+    bh64 = bh.to(tl.int64)
+    A = tl.load(A_ptr + h).to(acc)
+    if HAS_DTB:
+        dtb = tl.load(dtb_ptr + h).to(acc)
+    xp_off = i[:, None] * (H * P) + p[None, :]
+    bn_off = i[:, None] * (G * N) + n[None, :]
+    c = m // CKPT
+    state = tl.load(states_ptr + (bh64 * n_ckpt + c) * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
+    row0 = b.to(tl.int64) * L + c * CKPT * BLOCK_T
+    for _ in range(c * CKPT, m):           # whole blocks (only block m can be the last, partial one)
+        dt = tl.load(dt_ptr + row0 * H + h + i * H).to(acc)
+        if HAS_DTB:
+            dt += dtb
+        if SOFTPLUS:
+            dt = _softplus(dt)
+        a = dt * A
+        cs = tl.cumsum(a, axis=0)
+        a_last = tl.sum(a, axis=0)
+        xv = tl.load(x_ptr + (row0 * H + h) * P + xp_off, mask=pm[None, :], other=0.0)
+        Bv = tl.load(B_ptr + (row0 * G + g) * N + bn_off, mask=nm[None, :], other=0.0)
+        xdt = xv.to(acc) * dt[:, None] * tl.exp(a_last - cs)[:, None]
+        state = tl.dot(tl.trans(xdt.to(op)), Bv.to(op), acc=state * tl.exp(a_last),
+                       input_precision=PRECISION, out_dtype=acc)
+        row0 += BLOCK_T
+    # block m
+    tm = m * BLOCK_T + i < L
+    dt = tl.load(dt_ptr + row0 * H + h + i * H, mask=tm, other=0.0).to(acc)
+    if HAS_DTB:
+        dt += dtb
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    dt = tl.where(tm, dt, 0.0)
+    cs = tl.cumsum(dt * A, axis=0)
+    m_xp = tm[:, None] & pm[None, :]
+    m_bn = tm[:, None] & nm[None, :]
+    xp_base = (row0 * H + h) * P
+    bn_base = (row0 * G + g) * N
+    xv = tl.load(x_ptr + xp_base + xp_off, mask=m_xp, other=0.0)
+    Bv = tl.load(B_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
+    Cv = tl.load(C_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
+    y = tl.dot(Cv.to(op), tl.trans(state.to(op)), input_precision=PRECISION, out_dtype=acc)
+    y = y * tl.exp(cs)[:, None]
+    S = tl.dot(Cv.to(op), tl.trans(Bv.to(op)), input_precision=PRECISION, out_dtype=acc)
+    S = S * tl.exp(tl.where(i[:, None] >= i[None, :], cs[:, None] - cs[None, :], float("-inf")))
+    xdt = xv.to(acc) * dt[:, None]
+    y = tl.dot(S.to(op), xdt.to(op), acc=y, input_precision=PRECISION, out_dtype=acc)
+    if HAS_D:
+        if D_PER_P:
+            y += tl.load(D_ptr + h * P + p, mask=pm, other=0.0).to(acc)[None, :] * xv.to(acc)
+        else:
+            y += tl.load(D_ptr + h).to(acc) * xv.to(acc)
+    if HAS_Z:
+        zv = tl.load(z_ptr + xp_base + xp_off, mask=m_xp, other=0.0).to(acc)
+        y = y * zv * tl.sigmoid(zv)
+    tl.store(y_ptr + xp_base + xp_off, y.to(y_ptr.dtype.element_ty), mask=m_xp)
 
 
 @triton.jit
@@ -633,53 +748,54 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
 
     Forward: ``block_t`` steps per block (the score tile is block_t²),
     ``block_p`` channels per program, warps, pipeline stages, and
-    ``segments``: the smallest power of two giving ≥ 4·SMS programs, each
+    ``segments``: the smallest power of two giving ≥ 2·SMS programs, each
     segment at least 8 blocks long. Backward: ``bwd_block_t`` (also the block
     of the forward that saves the states), ``bwd_block_p``, ``bwd_num_warps``,
     ``bwd_segments`` (same rule).
 
-    First choice from the sm_90a compile-only check (``python -m
-    ssmlib.bench.duality --compile-only``, registers / spill bytes): 16-bit
-    forward, 8 warps, T = 64: P-blocks of 32 at N = 128 → 241 / 0 (wgmma),
-    of 64 at N = 64 → 255 / 4 (wgmma); P-blocks of 64 at N = 128 spill 232
-    bytes. Two pipeline stages (loads by cp.async a block ahead) cost 8 bytes
-    of spills. So one 8-warp program per SM at a time; ``maxnreg=128`` for two
-    spills 300–500 bytes (the sweep times both). float32 (3×TF32) uses T = 32
-    (P-blocks of 32 at N = 128 spill 6.7 KB, of 16 ~740 bytes). 16-bit
-    backward, T = 32, 8 warps: P-blocks of 32 at N = 128 spill ~590 bytes, of
-    64 at N = 64 ~510 (mma.sync, no wgmma). All to be
-    confirmed on the H200 by ``python -m ssmlib.bench.duality --sweep-only``.
+    16-bit inputs: the fastest accurate configurations of the H200 sweep
+    (``python -m ssmlib.bench.duality --sweep-only``, ``book/results/ssd_sweep.json``):
+    at N = 128 (batch 8, L 4K, H 80) block_t 32, block_p 64, 4 warps, 2 stages;
+    at N = 64 (batch 1, L 16K, H 32) block_t 64, block_p 64, 8 warps, 8-16
+    segments; backward block_t 32, P-blocks of 64, 8 warps. N = 256 and float32
+    (3×TF32, T = 32) are first choices from the sm_90a compile-only check
+    (``--compile-only``: registers and spills), not yet swept.
     In the interpreter: small tiles, one segment.
     """
     if runtime.INTERPRET:
         bp = min(32, max(16, triton.next_power_of_2(P)))
         return dict(block_t=16, block_p=bp, num_warps=1, num_stages=1, segments=1, maxnreg=None,
-                    bwd_block_t=16, bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1)
+                    algorithm="single_pass", ckpt_blocks=4, bwd_block_t=16, bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1)
     BN = max(16, triton.next_power_of_2(N))
+    warps, stages = 8, 1
     if dtype in (torch.float16, torch.bfloat16):
-        block_t, block_p = 64, 64 if BN <= 64 else 32 if BN <= 128 else 16
+        if BN <= 64:
+            block_t, block_p = 64, 64
+        elif BN <= 128:    # two stages: the next block's x, dt, B, C arrive by cp.async meanwhile
+            block_t, block_p, warps, stages = 32, 64, 4, 2
+        else:
+            block_t, block_p = 64, 16
     elif dtype == torch.float32:       # 3xTF32 products: each operand split in two, smaller tiles
         block_t, block_p = 32, 64 if BN <= 64 else 16
     else:                              # float64 (tests): no tensor cores
         block_t, block_p = 16, 16
     block_p = min(block_p, max(16, triton.next_power_of_2(P)))
-    # Two stages: the next block's x, dt, B, C arrive by cp.async while this one computes.
-    cfg = dict(block_t=block_t, block_p=block_p, num_warps=8, num_stages=2 if block_t == 64 else 1, segments=1,
-               maxnreg=None)
+    cfg = dict(block_t=block_t, block_p=block_p, num_warps=warps, num_stages=stages, segments=1, maxnreg=None,
+               algorithm="single_pass", ckpt_blocks=4)
     # The backward (and the forward that saves its states) walks blocks of bwd_block_t steps.
     # Larger P-blocks mean fewer float32 atomics on dB, dC and dt (one per P-block and head).
     if dtype in (torch.float16, torch.bfloat16):
-        cfg.update(bwd_block_t=32, bwd_block_p=64 if BN <= 64 else 32, bwd_num_warps=8, bwd_segments=1)
+        cfg.update(bwd_block_t=32, bwd_block_p=64 if BN <= 128 else 32, bwd_num_warps=8, bwd_segments=1)
     else:
         cfg.update(bwd_block_t=16, bwd_block_p=16, bwd_num_warps=4, bwd_segments=1)
     cfg["bwd_block_p"] = min(cfg["bwd_block_p"], max(16, triton.next_power_of_2(P)))
     programs = batch * H * triton.cdiv(P, cfg["bwd_block_p"])
     max_seg = max(1, L // (8 * cfg["bwd_block_t"]))
-    while cfg["bwd_segments"] * programs < 4 * SMS and cfg["bwd_segments"] * 2 <= max_seg:
+    while cfg["bwd_segments"] * programs < 2 * SMS and cfg["bwd_segments"] * 2 <= max_seg:
         cfg["bwd_segments"] *= 2
     programs = batch * H * triton.cdiv(P, block_p)
     max_seg = max(1, L // (8 * cfg["block_t"]))
-    while cfg["segments"] * programs < 4 * SMS and cfg["segments"] * 2 <= max_seg:
+    while cfg["segments"] * programs < 2 * SMS and cfg["segments"] * 2 <= max_seg:
         cfg["segments"] *= 2
     return cfg
 
@@ -749,7 +865,13 @@ def _kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N):
 
 def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_states=False):
     """y, final state (or None), and with ``save_states`` the state entering every block of
-    ``block_t`` steps, ``(batch·H, n_blocks, P, N)`` float32, for the backward."""
+    ``block_t`` steps, ``(batch·H, n_blocks, P, N)`` float32, for the backward.
+
+    ``cfg["algorithm"]``: ``"single_pass"`` (one program walks its sequence, outputs included) or
+    ``"two_pass"`` (the walk computes only the states, storing the one entering every
+    ``ckpt_blocks``-th block; then ``_ssd_out_kernel`` computes every block's outputs in parallel).
+    Both split the walk into ``segments`` when asked.
+    """
     batch, L, H, P = x.shape
     G, N = B.shape[2], B.shape[3]
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -763,23 +885,36 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
     seg_len = triton.cdiv(triton.cdiv(L, max(1, cfg["segments"])), T) * T   # whole blocks per segment
     S = triton.cdiv(L, seg_len)
     n_blocks = triton.cdiv(L, T)
+    two_pass = cfg.get("algorithm", "single_pass") == "two_pass"
+    ck = cfg.get("ckpt_blocks", 4) if two_pass and not save_states else 1
+    n_ckpt = triton.cdiv(n_blocks, ck)
     common = _kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N)
     dummy = y
     ptrs = lambda t: dummy if t is None else t  # noqa: E731
-    states = torch.empty(batch * H, n_blocks, P, N, dtype=acc, device=x.device) if save_states else None
+    states = None
+    if save_states or two_pass:
+        # the backward's states in the arithmetic dtype; the output pass's in x's (its products
+        # round the state to x's dtype anyway)
+        st_dtype = acc if save_states or x.dtype not in (torch.float16, torch.bfloat16) else x.dtype
+        states = torch.empty(batch * H, n_ckpt, P, N, dtype=st_dtype, device=x.device)
     seg_h = seg_a = dummy
     if S > 1:   # pass 1: each segment's end state from zero, and its total log-decay
         seg_h = torch.empty(batch * H, S, P, N, dtype=acc, device=x.device)
         seg_a = torch.empty(batch * H, S, dtype=acc, device=x.device)
         _ssd_fwd_kernel[(batch * H, triton.cdiv(P, BP), S - 1)](
             x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), ptrs(h0), y, ptrs(hT), seg_h, seg_a, ptrs(states),
-            L, H, G, P, N, seg_len, S, n_blocks, STORE_FINAL=want_final, STATES_ONLY=True, STORE_STATES=False,
-            **common)
+            L, H, G, P, N, seg_len, S, n_ckpt, STORE_FINAL=want_final, STATES_ONLY=True, WRITE_Y=False,
+            STORE_STATES=False, CKPT=1, **common)
     _ssd_fwd_kernel[(batch * H, triton.cdiv(P, BP), S)](
         x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), ptrs(h0), y, ptrs(hT), seg_h, seg_a, ptrs(states),
-        L, H, G, P, N, seg_len, S, n_blocks, STORE_FINAL=want_final, STATES_ONLY=False,
-        STORE_STATES=save_states, **common)
-    return y, hT, states
+        L, H, G, P, N, seg_len, S, n_ckpt, STORE_FINAL=want_final, STATES_ONLY=False, WRITE_Y=not two_pass,
+        STORE_STATES=states is not None, CKPT=ck, **common)
+    if two_pass:
+        out_flags = {k: v for k, v in common.items() if k != "HAS_H0"}
+        _ssd_out_kernel[(batch * H, triton.cdiv(P, BP), n_blocks)](
+            x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), states, y, L, H, G, P, N, n_ckpt, CKPT=ck,
+            **out_flags)
+    return y, hT, (states if save_states else None)
 
 
 def _backward(x, dt, A, B, C, D, z, dt_bias, h0, states, dy, dhT, softplus, cfg):
@@ -882,8 +1017,8 @@ class _SSD(torch.autograd.Function):
 
 def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
         dt_softplus=False, return_final_states=False, *, block_t=None, block_p=None, num_warps=None,
-        num_stages=None, segments=None, maxnreg=None, backward="triton", bwd_block_p=None, bwd_num_warps=None,
-        bwd_segments=None):
+        num_stages=None, segments=None, maxnreg=None, algorithm=None, ckpt_blocks=None, backward="triton",
+        bwd_block_p=None, bwd_num_warps=None, bwd_segments=None):
     """Mamba-2's SSD layer core with the fused Triton kernel (see the module docstring).
 
     Args:
@@ -902,6 +1037,8 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
         block_t, block_p, num_warps, num_stages, segments, maxnreg: override the
             launch configuration (benchmarks and tests; see ``_launch_config``;
             maxnreg caps the registers per thread on the GPU).
+        algorithm: ``"single_pass"`` or ``"two_pass"`` (states first, then every block's
+            outputs in parallel from the state entering every ``ckpt_blocks``-th block).
         backward: ``"triton"`` (the fused backward kernel) or ``"reference"``
             (recomputation through :func:`ssd_chunked_ref` under autograd).
         bwd_block_p, bwd_num_warps, bwd_segments: the backward kernel's launch configuration.
@@ -918,8 +1055,12 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
     _check_args(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states)
     batch, L, H, P = x.shape
     cfg = _launch_config(batch, H, P, B.shape[3], L, x.dtype)
+    if algorithm is not None:
+        if algorithm not in ("single_pass", "two_pass"):
+            raise ValueError(f"algorithm must be 'single_pass' or 'two_pass', got {algorithm!r}")
+        cfg["algorithm"] = algorithm
     for k, v in dict(block_t=block_t, block_p=block_p, num_warps=num_warps, num_stages=num_stages,
-                     segments=segments, maxnreg=maxnreg, bwd_block_p=bwd_block_p,
+                     segments=segments, maxnreg=maxnreg, ckpt_blocks=ckpt_blocks, bwd_block_p=bwd_block_p,
                      bwd_num_warps=bwd_num_warps, bwd_segments=bwd_segments).items():
         if v is not None:
             checks.positive_int(k, v)
@@ -935,6 +1076,13 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
         t is not None and t.requires_grad for t in (x, dt, A, B, C, D, z, dt_bias, initial_states))
     _pow2_at_least_16("block_t", cfg["block_t"])
     _pow2_at_least_16("block_p", cfg["block_p"])
+    if not runtime.INTERPRET:
+        for warps in ("num_warps", "bwd_num_warps"):
+            if cfg["block_t"] > MAX_STEPS_PER_WARP * cfg[warps]:
+                raise ValueError(
+                    f"block_t={cfg['block_t']} with {warps}={cfg[warps]}: block_t must be at most "
+                    f"{MAX_STEPS_PER_WARP}·{warps} (the compiled kernel computed wrong outputs and read out "
+                    f"of bounds beyond that on the H200, Triton {triton.__version__}; book/results/ssd_sweep.json)")
     return _SSD.apply(x, dt, A, B, C, D, z, dt_bias, initial_states, chunk_size, dt_softplus,
                       return_final_states, cfg)
 

@@ -197,6 +197,7 @@ def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True) -> dict:
         for impl, fn in calls.items():
             try:
                 rows.append(_row(impl, shape, "fwd", median_ms(fn), nbytes, flops, roof))
+                print(f"fwd {impl} {shape}: {rows[-1]['median_ms']:.3f} ms", flush=True)
             except Exception as e:  # noqa: BLE001
                 status[impl] = f"fwd failed: {e!r}"[:300]
         rows.append(_row("roofline", shape, "fwd", roof, nbytes, flops, roof))
@@ -213,6 +214,7 @@ def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True) -> dict:
                 try:
                     rows.append(_row(impl, shape, "fwd+bwd", median_ms(step, warmup=5, rep=50), b3, f3, roof3,
                                      backward="Triton" if impl == "ssmlib" else "native"))
+                    print(f"fwd+bwd {impl} {shape}: {rows[-1]['median_ms']:.3f} ms", flush=True)
                 except Exception as e:  # noqa: BLE001
                     status[impl + " fwd+bwd"] = f"failed: {e!r}"[:300]
                 for t in grads + fla_grads:
@@ -258,12 +260,14 @@ def attention_crossover(ceil=None, Ls=(512, 1024, 2048, 4096, 8192, 16384, 32768
         a_bytes = 2 * 4 * batch * heads * L * dim
         a_roof = roofline_ms(a_bytes, a_flops, ceil, rate="bf16_TFLOPs")
         rows.append(_row("sdpa_flash", shape, "fwd", median_ms(attn), a_bytes, a_flops, a_roof))
+        print(f"L {L} sdpa_flash: {rows[-1]['median_ms']:.3f} ms", flush=True)
         del q, k, v
         inp = _inputs(batch, L, heads, dim, N, 1)
         nbytes, flops, roof = _floor(**shape, ceil=ceil)
         for impl, fn in _callers(inp, 256, fns).items():
             try:
                 rows.append(_row(impl, shape, "fwd", median_ms(fn), nbytes, flops, roof))
+                print(f"L {L} {impl}: {rows[-1]['median_ms']:.3f} ms", flush=True)
             except Exception as e:  # noqa: BLE001
                 status[f"{impl} L={L}"] = f"failed: {e!r}"[:300]
         del inp
@@ -283,10 +287,18 @@ def attention_crossover(ceil=None, Ls=(512, 1024, 2048, 4096, 8192, 16384, 32768
 
 
 #: Forward launch configurations the sweep times (block_t, block_p, num_warps, num_stages, maxnreg).
-SWEEP_TILES = [(64, 32, 8, 1, None), (64, 64, 8, 1, None), (64, 32, 4, 1, None), (64, 16, 4, 1, None),
-               (32, 64, 8, 1, None), (32, 32, 4, 1, None), (64, 32, 8, 2, None), (64, 64, 8, 2, None),
-               (128, 32, 8, 1, None), (32, 64, 4, 2, None), (64, 16, 8, 1, None),
+#: (block_t ≤ 8·num_warps: ``ssmlib.duality.MAX_STEPS_PER_WARP``; 64 on 4 warps and 128 on 8 were
+#: inaccurate and crashed in the first H200 sweep.)
+SWEEP_TILES = [(64, 32, 8, 1, None), (64, 64, 8, 1, None), (32, 64, 8, 1, None), (32, 32, 4, 1, None),
+               (64, 32, 8, 2, None), (64, 64, 8, 2, None), (32, 64, 4, 2, None), (64, 16, 8, 1, None),
                (64, 32, 8, 1, 128), (64, 64, 8, 1, 128), (64, 32, 8, 2, 128), (32, 32, 4, 1, 128)]
+
+
+#: Launch configurations of the two-pass algorithm (block_t, block_p, num_warps, num_stages, ckpt_blocks):
+#: the states-only walk keeps the state entering every ckpt_blocks-th block, the output kernel
+#: recomputes from there (on average (ckpt_blocks − 1)/2 state updates per output block).
+SWEEP_TWO_PASS = [(64, 64, 8, 1, 4), (64, 64, 8, 1, 2), (64, 64, 8, 1, 8), (64, 32, 8, 1, 4), (64, 64, 8, 2, 4),
+                  (32, 64, 4, 1, 8), (32, 64, 4, 2, 8), (32, 64, 8, 1, 8), (32, 32, 4, 1, 4)]
 
 
 #: Backward launch configurations the sweep times (block_t, bwd_block_p, bwd_num_warps).
@@ -294,56 +306,133 @@ SWEEP_BWD_TILES = [(32, 16, 8), (32, 32, 8), (32, 64, 8), (32, 32, 4), (16, 32, 
                    (64, 64, 8)]
 
 
+#: A configuration whose output (or gradient) differs from the float32 reference by more than
+#: this (relative Frobenius error) is recorded as inaccurate and never picked as best.
+SWEEP_TOL = 3e-2
+
+
+def _rel_err(a, b) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30))
+
+
+def _references(inp, chunk, grads):
+    """float32 output of ``ssd_chunked_ref`` on the benchmark's inputs and, for ``grads``, the
+    gradients of ⟨y, gy⟩ for a fixed random gy."""
+    from ..duality import ssd_chunked_ref
+    hi = {k: inp[k].detach().float().requires_grad_(k in grads) for k in ("x", "dt", "B", "C")}
+    y = ssd_chunked_ref(hi["x"], hi["dt"], inp["A"], hi["B"], hi["C"], chunk, D=inp["D"],
+                        dt_bias=inp["dt_bias"], dt_softplus=True)
+    gy = torch.randn(y.shape, generator=torch.Generator(device=y.device).manual_seed(1), device=y.device)
+    g = torch.autograd.grad(y.float(), [hi[k] for k in grads], gy) if grads else ()
+    return y.detach(), gy, dict(zip(grads, g))
+
+
 def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILES,
-              bwd_tiles=SWEEP_BWD_TILES) -> dict:
+              bwd_tiles=SWEEP_BWD_TILES, two_pass_tiles=SWEEP_TWO_PASS, progress: Path | None = None) -> dict:
+    """Time every launch configuration and check each against the float32 reference.
+
+    Every row carries ``rel_err`` (forward: of y; fwd+bwd: the largest over the
+    gradients of x, dt, B and C) and ``accurate`` (below :data:`SWEEP_TOL`);
+    ``best`` picks among the accurate ones. A configuration that raises is
+    listed in ``errors``; after a CUDA error (an illegal memory access poisons the
+    context) the sweep records it and exits. ``progress`` is a JSON-lines file:
+    each configuration is marked there before it runs and its row appended after,
+    so running the sweep again resumes after the last finished one, and records a
+    configuration that was started but never finished (it killed the process) as
+    an error instead of running it again.
+    """
     ceil = ceil or ceilings()
-    rows, errors = [], []
+    done, started = {}, set()
+    if progress is not None and Path(progress).exists():
+        for line in Path(progress).read_text().splitlines():
+            rec = json.loads(line)
+            (started.add(rec["start"]) if "start" in rec else done.__setitem__(rec["key"], rec))
+    log = open(progress, "a") if progress is not None else None
+
+    def record(rec):
+        done[rec["key"]] = rec
+        if log:
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+
+    for key in started - set(done):
+        record({"key": key, "error": "crashed the process (the sweep resumed without it)"})
+
+    def attempt(key, shape, pas, cfg, fn, check, nbytes, flops, roof, **timing):
+        if key in done:
+            return
+        if log:
+            log.write(json.dumps({"start": key}) + "\n")
+            log.flush()
+        print(f"{pas} batch {shape['batch']} L {shape['L']} {cfg} ...", end=" ", flush=True)
+        try:
+            err = check()
+            t = median_ms(fn, **timing)
+        except Exception as e:  # noqa: BLE001
+            print(f"error {e!r}"[:200], flush=True)
+            record({"key": key, "impl": "ssmlib", "pass": pas, **shape, **cfg, "error": repr(e)[:200]})
+            if "CUDA error" in str(e) or "illegal memory access" in str(e):
+                raise       # the context is lost: every later launch would fail too; run again to resume
+            return
+        print(f"{t:.3f} ms, rel_err {err:.1e}", flush=True)
+        record({"key": key, **_row("ssmlib", shape, pas, t, nbytes, flops, roof, **cfg), "rel_err": err,
+                "accurate": err < SWEEP_TOL})
+
     for shape in shapes:
         inp = _inputs(**{k: shape[k] for k in ("batch", "L", "H", "P", "N", "G")})
         nbytes, flops, roof = _floor(**shape, ceil=ceil)
         args = (inp["x"], inp["dt"], inp["A"], inp["B"], inp["C"], shape["chunk"])
         kw = dict(D=inp["D"], dt_bias=inp["dt_bias"], dt_softplus=True)
-        for T, BP, nw, ns, reg in tiles:
-            for S in segments if shape["batch"] * shape["H"] < 4 * 132 else (1,):
-                cfg = dict(block_t=T, block_p=BP, num_warps=nw, num_stages=ns, segments=S, maxnreg=reg)
-                try:
-                    t = median_ms(lambda: ssd(*args, **kw, **cfg))
-                except Exception as e:  # noqa: BLE001
-                    errors.append({"impl": "ssmlib", "pass": "fwd", **shape, **cfg, "error": repr(e)[:200]})
-                    continue
-                rows.append(_row("ssmlib", shape, "fwd", t, nbytes, flops, roof, **cfg))
+        names = ("x", "dt", "B", "C")
+        y_ref, gy, g_ref = _references(inp, shape["chunk"], names)
+        few_programs = shape["batch"] * shape["H"] < 4 * 132
+        fwd_cfgs = [dict(block_t=T, block_p=BP, num_warps=nw, num_stages=ns, segments=S, maxnreg=reg)
+                    for T, BP, nw, ns, reg in tiles for S in (segments if few_programs else (1,))]
+        fwd_cfgs += [dict(algorithm="two_pass", block_t=T, block_p=BP, num_warps=nw, num_stages=ns, ckpt_blocks=ck,
+                          segments=S) for T, BP, nw, ns, ck in two_pass_tiles for S in (segments if few_programs
+                                                                                       else (1, 2))]
+        for cfg in fwd_cfgs:
+            attempt(json.dumps([shape, "fwd", cfg]), shape, "fwd", cfg, lambda cfg=cfg: ssd(*args, **kw, **cfg),
+                    lambda cfg=cfg: _rel_err(ssd(*args, **kw, **cfg), y_ref), nbytes, flops, roof)
         # the backward: fwd+bwd with the forward saving states every block_t steps
         b3, f3, roof3 = _floor(**shape, ceil=ceil, factor=3.0)
-        for t_ in ("x", "dt", "B", "C"):
-            inp[t_].requires_grad_(True)
+        leaves = {k: inp[k].detach().requires_grad_(True) for k in names}
+        largs = (leaves["x"], leaves["dt"], inp["A"], leaves["B"], leaves["C"], shape["chunk"])
         for T, BP, nw in bwd_tiles:
-            for BS in segments[1:] if shape["batch"] * shape["H"] < 4 * 132 else (1,):
+            for BS in segments[1:] if few_programs else (1,):
                 cfg = dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=BS)
 
                 def step(cfg=cfg):
-                    y = ssd(*args, **kw, **cfg)
+                    y = ssd(*largs, **kw, **cfg)
                     y.backward(torch.ones_like(y))
-                try:
-                    t = median_ms(step, warmup=5, rep=50)
-                except Exception as e:  # noqa: BLE001
-                    errors.append({"impl": "ssmlib", "pass": "fwd+bwd", **shape, **cfg, "error": repr(e)[:200]})
-                    continue
-                rows.append(_row("ssmlib", shape, "fwd+bwd", t, b3, f3, roof3, **cfg))
-        del inp
+
+                def check(cfg=cfg):
+                    y = ssd(*largs, **kw, **cfg)
+                    g = torch.autograd.grad(y, [leaves[k] for k in names], gy.to(y.dtype))
+                    return max(_rel_err(u, g_ref[k]) for k, u in zip(names, g))
+                attempt(json.dumps([shape, "fwd+bwd", cfg]), shape, "fwd+bwd", cfg, step, check, b3, f3, roof3,
+                        warmup=5, rep=50)
+        del inp, leaves, y_ref, g_ref
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
-    ok = rows
+    if log:
+        log.close()
+    recs = list(done.values())
+    rows = [{k: v for k, v in r.items() if k != "key"} for r in recs if "error" not in r]
+    errors = [{k: v for k, v in r.items() if k != "key"} | {"config": r["key"]} for r in recs if "error" in r]
     best = {}
     for shape in shapes:
         for pas in ("fwd", "fwd+bwd"):
-            rs = [r for r in ok if r["L"] == shape["L"] and r["batch"] == shape["batch"] and r["pass"] == pas]
+            rs = [r for r in rows if r["L"] == shape["L"] and r["batch"] == shape["batch"] and r["pass"] == pas
+                  and r["accurate"]]
             if rs:
                 b = min(rs, key=lambda r: r["median_ms"])
                 best[f"batch{shape['batch']}_L{shape['L']}_{pas}"] = {
-                    k: b[k] for k in ("block_t", "block_p", "num_warps", "num_stages", "segments", "maxnreg",
-                                      "bwd_block_p", "bwd_num_warps", "bwd_segments", "median_ms") if k in b}
-    return {"benchmark": "ssd_sweep", **environment(), "ceilings": ceil, "best": best, "errors": errors,
-            "rows": rows}
+                    k: b[k] for k in ("algorithm", "block_t", "block_p", "num_warps", "num_stages", "segments",
+                                      "maxnreg", "ckpt_blocks", "bwd_block_p", "bwd_num_warps", "bwd_segments",
+                                      "median_ms", "rel_err") if k in b}
+    return {"benchmark": "ssd_sweep", **environment(), "ceilings": ceil, "tolerance": SWEEP_TOL, "best": best,
+            "errors": errors, "rows": rows}
 
 
 def step_benchmark(ceil=None, batch=64, H=80, P=64, N=128) -> dict:
@@ -396,7 +485,7 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
     """Runs with TRITON_INTERPRET=0 (kernels compiled, not interpreted); needs no GPU."""
     from .. import duality
     out = []
-    ints = ["L", "H", "G", "P", "N", "seg_len", "n_seg", "n_blocks"]
+    ints = ["L", "H", "G", "P", "N", "seg_len", "n_seg", "n_ckpt"]
     for dtype, T, BP, N, nw, ns in configs:
         BN = max(16, 1 << (N - 1).bit_length())
         for states_only in (False, True):
@@ -408,13 +497,35 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
                 sig.update({n: "*fp64" for n in sig})
             sig.update({n: "i32" for n in ints})
             cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True,
-                      STORE_FINAL=True, STATES_ONLY=states_only, STORE_STATES=not states_only, LOWP=dtype in ("bf16", "fp16"),
+                      STORE_FINAL=True, STATES_ONLY=states_only, WRITE_Y=True, STORE_STATES=not states_only, CKPT=1,
+                      LOWP=dtype in ("bf16", "fp16"),
                       PRECISION="ieee" if dtype == "fp64" else "tf32x3", BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
             div = [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N", "seg_len"]
             rec = {"kernel": "fwd_states_only" if states_only else "fwd", "dtype": dtype, "block_t": T,
                    "block_p": BP, "N": N, "num_warps": nw, "num_stages": ns}
             try:
                 rec.update(_compile_one(duality._ssd_fwd_kernel, sig, cx, div, nw, ns))
+            except Exception as e:  # noqa: BLE001
+                rec["error"] = repr(e)[:500]
+            out.append(rec)
+        # the two-pass algorithm: the states-only walk (checkpoints every 4 blocks) and the output kernel
+        for kernel, k in (("fwd_two_pass_states", duality._ssd_fwd_kernel), ("out", duality._ssd_out_kernel)):
+            sig = {n: "*fp32" for n in k.arg_names if n.endswith("_ptr")}
+            sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "y_ptr", "z_ptr", "seg_h_ptr",
+                                                 "seg_a_ptr", "hT_ptr", "states_ptr") if n in sig})
+            if dtype == "fp64":
+                sig.update({n: "*fp64" for n in sig})
+            sig.update({n: "i32" for n in ints if n in k.arg_names})
+            cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, CKPT=4,
+                      LOWP=dtype in ("bf16", "fp16"), PRECISION="ieee" if dtype == "fp64" else "tf32x3",
+                      BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
+            if k is duality._ssd_fwd_kernel:
+                cx.update(HAS_H0=True, STORE_FINAL=True, STATES_ONLY=False, WRITE_Y=False, STORE_STATES=True)
+            rec = {"kernel": kernel, "dtype": dtype, "block_t": T, "block_p": BP, "N": N, "num_warps": nw,
+                   "num_stages": ns}
+            try:
+                rec.update(_compile_one(k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N"],
+                                        nw, ns))
             except Exception as e:  # noqa: BLE001
                 rec["error"] = repr(e)[:500]
             out.append(rec)
@@ -457,14 +568,25 @@ def compile_report(configs=COMPILE_CONFIGS, bwd_configs=BWD_COMPILE_CONFIGS) -> 
 
 
 if __name__ == "__main__":
+    from . import RESULTS, save
+    out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS
     if "--compile-only" in sys.argv:
         for r in compile_report():
             print(json.dumps(r))
-    elif "--sweep-only" in sys.argv:       # on the GPU: only ssd_sweep.json (a few minutes)
-        from . import RESULTS, save
-        out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS
-        res = ssd_sweep(ceilings())
+    elif "--sweep-only" in sys.argv:       # on the GPU: only ssd_sweep.json; run again to resume after a crash
+        res = ssd_sweep(ceilings(), progress=out / "ssd_sweep.progress.jsonl")
         print(f"wrote {save(res, out)}")
         print(json.dumps(res["best"], indent=1))
+    elif "--baselines-only" in sys.argv:   # ssd.json (+ the decoding step)
+        ceil = ceilings()
+        res = ssd_benchmark(ceil)
+        res["rows"].append(step_benchmark(ceil))
+        print(f"wrote {save(res, out)}")
+        print(json.dumps({k: res[k] for k in ("baselines", "speedup_vs_best_baseline")}, indent=1))
+    elif "--attention-only" in sys.argv:   # ssd_vs_attention.json
+        res = attention_crossover(ceilings())
+        print(f"wrote {save(res, out)}")
+        print(json.dumps(res["summary"], indent=1))
     else:
-        print("use: python -m ssmlib.bench duality [--sweep]; here: --compile-only (no GPU) or --sweep-only")
+        print("use: python -m ssmlib.bench duality [--sweep]; here: --compile-only (no GPU), --sweep-only, "
+              "--baselines-only or --attention-only [--out DIR]")
