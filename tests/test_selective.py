@@ -669,3 +669,5 @@ def test_bench_dry_run(monkeypatch):
                           state_update_configs=[(64, 1)], decode=(2, 3, 2), paper_shapes=[(1, 2, 6)])
     assert len(res["rows"]) == 6 and res["rows"][1]["bwd_block_d"] == 2
     assert res["rows"][2]["bwd_variant"] == "serial" and res["rows"][2]["bwd_block_t"] == 2
+    scan_rows = [r for r in res["rows"] if r["impl"] == "triton"]
+    assert scan_rows and all(r["accurate"] and r["rel_err"] < 1e-3 for r in scan_rows), scan_rows

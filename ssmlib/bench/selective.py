@@ -293,11 +293,30 @@ def bwd_config_dict(c) -> dict:
     return dict(bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2], bwd_flip=c[3])
 
 
+def _rel(a, b) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30))
+
+
+def _grads(t, config=None):
+    """(out, grads of every input) for a fixed random dout, with ``config``."""
+    leaves = _leaves(t)
+    o = _call(selective_scan, leaves, config=config)
+    dout = torch.randn(o.shape, generator=torch.Generator(device=o.device).manual_seed(1), device=o.device)
+    return o.detach(), torch.autograd.grad(o, list(leaves.values()), dout.to(o.dtype))
+
+
+#: Largest relative (Frobenius) difference from the default configuration a swept one may have:
+#: the default's output is checked against the float64 reference by the GPU tests.
+SWEEP_TOL = {"float32": 1e-4, "bfloat16": 1e-2}
+
+
 def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_configs=None, bwd_serial_configs=None,
                  state_update_configs=((16, 1), (32, 2), (64, 2), (64, 4), (128, 4), (128, 8), (256, 8)),
                  decode=(64, 4096, 16), paper_shapes=((1, 1024, 2048), (1, 1024, 16384), (1, 1024, 131072))) -> dict:
     """Every launch configuration: forward (bf16 and fp32) and backward (bf16) at the headline
-    shape, forward at the paper's (batch 1), and the decoding step."""
+    shape, forward at the paper's (batch 1), and the decoding step. Every scan row carries
+    ``rel_err``, its difference from the default configuration (output; fwd+bwd: the largest
+    over the gradients), and ``accurate`` (below :data:`SWEEP_TOL`)."""
     rows = []
     fwd_configs = FWD_CONFIGS if fwd_configs is None else fwd_configs
     bwd_configs = BWD_CONFIGS if bwd_configs is None else bwd_configs
@@ -306,38 +325,50 @@ def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_co
         t = _inputs(batch, dim, L, N, dtype)
         shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype], "pass": "fwd"}
         nbytes, exps = counts(batch, dim, L, N, t["u"].element_size())
+        tol = SWEEP_TOL[DTYPE_NAMES[dtype]]
+        ref = _call(selective_scan, t)
         for c in fwd_configs:
             cfg = fwd_config_dict(c)
             try:
+                err = _rel(_call(selective_scan, t, config=cfg), ref)
                 ms = median_ms(lambda: _call(selective_scan, t, config=cfg))
             except Exception as e:  # a configuration that does not compile (registers, shared memory)
                 print(f"  fwd {cfg}: {type(e).__name__}: {str(e)[:120]}")
                 continue
-            rows.append(_row("triton", shape, ms, nbytes, exps, ceil, **cfg))
+            rows.append(_row("triton", shape, ms, nbytes, exps, ceil, **cfg, rel_err=err, accurate=err < tol))
+            print(f"  fwd {shape['dtype']} {cfg}: {ms:.4f} ms, rel_err {err:.1e}", flush=True)
         if dtype == torch.bfloat16:
             nbytes, exps = counts(batch, dim, L, N, t["u"].element_size(), backward=True)
+            _, g_ref = _grads(t)
             for c in list(bwd_configs) + list(bwd_serial_configs):
                 cfg = bwd_config_dict(c)
                 try:
+                    err = max(_rel(u, v) for u, v in zip(_grads(t, cfg)[1], g_ref))
                     ms = median_ms(_fwd_bwd(selective_scan, t, config=cfg), warmup=5, rep=30)
                 except Exception as e:
                     print(f"  bwd {cfg}: {type(e).__name__}: {str(e)[:120]}")
                     continue
-                rows.append(_row("triton", {**shape, "pass": "fwd+bwd"}, ms, nbytes, exps, ceil, **cfg))
+                rows.append(_row("triton", {**shape, "pass": "fwd+bwd"}, ms, nbytes, exps, ceil, **cfg,
+                                 rel_err=err, accurate=err < tol))
+                print(f"  fwd+bwd {cfg}: {ms:.4f} ms, rel_err {err:.1e}", flush=True)
         del t
     # the Mamba paper's setting (batch 1, dim 1024): few sequences, so parallelism is scarce
     for pb, pdim, pL in paper_shapes:
         t = _inputs(pb, pdim, pL, N, torch.bfloat16)
         shape = {"batch": pb, "dim": pdim, "L": pL, "N": N, "dtype": "bfloat16", "pass": "fwd"}
         nbytes, exps = counts(pb, pdim, pL, N, 2)
+        ref = _call(selective_scan, t)
         for c in fwd_configs:
             cfg = fwd_config_dict(c)
             try:
+                err = _rel(_call(selective_scan, t, config=cfg), ref)
                 ms = median_ms(lambda: _call(selective_scan, t, config=cfg))
             except Exception as e:
                 print(f"  fwd {cfg}: {type(e).__name__}: {str(e)[:120]}")
                 continue
-            rows.append(_row("triton", shape, ms, nbytes, exps, ceil, **cfg))
+            rows.append(_row("triton", shape, ms, nbytes, exps, ceil, **cfg, rel_err=err,
+                             accurate=err < SWEEP_TOL["bfloat16"]))
+            print(f"  fwd batch {pb} L {pL} {cfg}: {ms:.4f} ms, rel_err {err:.1e}", flush=True)
         del t
     # the decoding step: channels per program and warps
     b, d, n = decode
