@@ -145,11 +145,15 @@ first pass over segments 1 … S−1 computes only each segment's adjoint at its
 start from ``dh = 0`` at its end (one product per block: ``du`` needs only dy
 and z) and its total log-decay; the full pass folds those of the later
 segments into its starting ``dh`` (``dh ← exp(Σ a) dh + local``, last first).
-Open questions for the H200 (``python -m ssmlib.bench.duality --sweep-only``):
-the float32 atomics on dB and dC (H/G heads × P-blocks adds per element: the
-default ``bwd_block_p`` is large to keep that count down), and the backward's
-register spills (a few hundred bytes at the default tiles in the compile-only
-sm_90 check).
+Measured on the H200 (``book/results/ssd_sweep.json``): forward+backward
+took 15.9 ms at the 2.7B shape, against 1.17 ms for the forward alone. It fell
+from 40 to 24 to 16 ms as the P-blocks per head went from 4 to 2 to 1. So the
+float32 atomics on dB and dC dominate: all 80 heads of the group add into the
+same elements. ``bwd_bc="per_head"`` writes them to a float32 buffer per head,
+``(batch, L, H, N)``, with plain stores when one P-block covers the head, and
+sums each group's heads afterwards. That costs H/G times the memory of dB and
+dC but has no contention. With one P-block per head it also makes dB and dC
+deterministic. The next sweep times both.
 """
 from __future__ import annotations
 
@@ -537,8 +541,11 @@ def _ssd_bwd_kernel(
         L, H, G, P, N, n_blocks, seg_blocks, n_seg,
         HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr,
         SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, HAS_DHT: tl.constexpr, ADJ_ONLY: tl.constexpr,
-        LOWP: tl.constexpr, PRECISION: tl.constexpr,
+        BC_PER_HEAD: tl.constexpr, BC_STORE: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
         BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
+    # BC_PER_HEAD: dB, dC go to per-head float32 buffers (batch, L, H, N), summed over each group's
+    # heads afterwards, instead of atomics shared by the H/G heads; BC_STORE: plain stores there
+    # (one P-block per head, so nothing else writes the element).
     # Program (b·H + h, block of P) walks the blocks backwards, carrying the adjoint dh of the
     # state (BLOCK_P, N) in float32; the state entering each block comes from the forward.
     # Per block, with M = C Bᵀ ∘ 𝓛, u = exp(cs)·(C h_inᵀ) + M (Δx) + D x, y = u·silu(z):
@@ -590,6 +597,10 @@ def _ssd_bwd_kernel(
     dD_acc = tl.zeros([BLOCK_T, BLOCK_P], dtype=acc)
     xp_off = i[:, None] * (H * P) + p[None, :]
     bn_off = i[:, None] * (G * N) + n[None, :]
+    if BC_PER_HEAD:
+        dbc_off = i[:, None] * (H * N) + n[None, :]
+    else:
+        dbc_off = bn_off
     causal = i[:, None] >= i[None, :]
     blk_lo = sg * seg_blocks
     blk_hi = tl.minimum(n_blocks, blk_lo + seg_blocks)
@@ -651,8 +662,16 @@ def _ssd_bwd_kernel(
             dC += e_cs[:, None] * tl.dot(du.to(op), h_in.to(op), input_precision=PRECISION, out_dtype=acc)
             dB = tl.dot(tl.trans(dS.to(op)), Cv.to(op), input_precision=PRECISION, out_dtype=acc)
             dB += w[:, None] * tl.dot(xdt.to(op), dh.to(op), input_precision=PRECISION, out_dtype=acc)
-            tl.atomic_add(dC_ptr + bn_base + bn_off, dC.to(dC_ptr.dtype.element_ty), mask=m_bn)
-            tl.atomic_add(dB_ptr + bn_base + bn_off, dB.to(dB_ptr.dtype.element_ty), mask=m_bn)
+            if BC_PER_HEAD:
+                dbc_base = (row0 * H + h) * N
+            else:
+                dbc_base = bn_base
+            if BC_STORE:
+                tl.store(dC_ptr + dbc_base + dbc_off, dC.to(dC_ptr.dtype.element_ty), mask=m_bn)
+                tl.store(dB_ptr + dbc_base + dbc_off, dB.to(dB_ptr.dtype.element_ty), mask=m_bn)
+            else:
+                tl.atomic_add(dC_ptr + dbc_base + dbc_off, dC.to(dC_ptr.dtype.element_ty), mask=m_bn)
+                tl.atomic_add(dB_ptr + dbc_base + dbc_off, dB.to(dB_ptr.dtype.element_ty), mask=m_bn)
             # the cumulative decays: d cs_i from the mask, the state term and the block's end state
             q = w * tl.sum(xdt * G1, axis=1)
             dcs = tl.sum(R, axis=1) - tl.sum(R, axis=0) + tl.sum(du * u_state, axis=1) - q
@@ -765,7 +784,7 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
     if runtime.INTERPRET:
         bp = min(32, max(16, triton.next_power_of_2(P)))
         return dict(block_t=16, block_p=bp, num_warps=1, num_stages=1, segments=1, maxnreg=None,
-                    algorithm="single_pass", ckpt_blocks=4, bwd_block_t=16, bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1)
+                    algorithm="single_pass", ckpt_blocks=4, bwd_bc="atomic", bwd_block_t=16, bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1)
     BN = max(16, triton.next_power_of_2(N))
     warps, stages = 8, 1
     if dtype in (torch.float16, torch.bfloat16):
@@ -781,7 +800,7 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
         block_t, block_p = 16, 16
     block_p = min(block_p, max(16, triton.next_power_of_2(P)))
     cfg = dict(block_t=block_t, block_p=block_p, num_warps=warps, num_stages=stages, segments=1, maxnreg=None,
-               algorithm="single_pass", ckpt_blocks=4)
+               algorithm="single_pass", ckpt_blocks=4, bwd_bc="atomic")
     # The backward (and the forward that saves its states) walks blocks of bwd_block_t steps.
     # Larger P-blocks mean fewer float32 atomics on dB, dC and dt (one per P-block and head).
     if dtype in (torch.float16, torch.bfloat16):
@@ -927,8 +946,12 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, h0, states, dy, dhT, softplus, cfg)
     dz = torch.empty_like(z) if z is not None else None
     ddt = torch.zeros(batch, L, H, dtype=acc, device=dev)
     dA = torch.zeros(H, dtype=acc, device=dev)
-    dB = torch.zeros(batch, L, G, N, dtype=acc, device=dev)
-    dC = torch.zeros(batch, L, G, N, dtype=acc, device=dev)
+    per_head = cfg.get("bwd_bc", "atomic") == "per_head" and H > G
+    n_pb = triton.cdiv(P, cfg["bwd_block_p"])
+    bc_store = per_head and n_pb == 1
+    bc_shape = (batch, L, H if per_head else G, N)
+    dB = (torch.empty if bc_store else torch.zeros)(bc_shape, dtype=acc, device=dev)
+    dC = (torch.empty if bc_store else torch.zeros)(bc_shape, dtype=acc, device=dev)
     dD = torch.zeros(D.shape, dtype=acc, device=dev) if D is not None else None
     ddtb = torch.zeros(H, dtype=acc, device=dev) if dt_bias is not None else None
     dh0 = torch.empty(batch, H, P, N, dtype=acc, device=dev) if h0 is not None else None
@@ -950,14 +973,21 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, h0, states, dy, dhT, softplus, cfg)
         if S > 1:   # pass 1: each later segment's adjoint at its start, from zero at its end
             seg_dh = torch.empty(batch * H, S, P, N, dtype=acc, device=dev)
             seg_a = torch.empty(batch * H, S, dtype=acc, device=dev)
-            _ssd_bwd_kernel[(*grid, S - 1)](*args(), HAS_DHT=dhT is not None, ADJ_ONLY=True, **flags)
-        _ssd_bwd_kernel[(*grid, S)](*args(), HAS_DHT=dhT is not None, ADJ_ONLY=False, **flags)
+            _ssd_bwd_kernel[(*grid, S - 1)](*args(), HAS_DHT=dhT is not None, ADJ_ONLY=True, BC_PER_HEAD=per_head,
+                                            BC_STORE=bc_store, **flags)
+        _ssd_bwd_kernel[(*grid, S)](*args(), HAS_DHT=dhT is not None, ADJ_ONLY=False, BC_PER_HEAD=per_head,
+                                    BC_STORE=bc_store, **flags)
     else:
+        dB.zero_()
+        dC.zero_()
         dx.zero_()
         if dz is not None:
             dz.zero_()
         if dh0 is not None:
             dh0.copy_(dhT if dhT is not None else torch.zeros_like(dh0))
+    if per_head:      # each group's heads summed, in float32
+        dB = dB.view(batch, L, G, H // G, N).sum(3)
+        dC = dC.view(batch, L, G, H // G, N).sum(3)
     cast = lambda g, t: None if t is None else g.to(t.dtype)  # noqa: E731
     return (dx, cast(ddt, dt), cast(dA, A), cast(dB, B), cast(dC, C), cast(dD, D), dz, cast(ddtb, dt_bias),
             cast(dh0, h0))
@@ -1018,7 +1048,7 @@ class _SSD(torch.autograd.Function):
 def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
         dt_softplus=False, return_final_states=False, *, block_t=None, block_p=None, num_warps=None,
         num_stages=None, segments=None, maxnreg=None, algorithm=None, ckpt_blocks=None, backward="triton",
-        bwd_block_p=None, bwd_num_warps=None, bwd_segments=None):
+        bwd_block_p=None, bwd_num_warps=None, bwd_segments=None, bwd_bc=None):
     """Mamba-2's SSD layer core with the fused Triton kernel (see the module docstring).
 
     Args:
@@ -1042,6 +1072,9 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
         backward: ``"triton"`` (the fused backward kernel) or ``"reference"``
             (recomputation through :func:`ssd_chunked_ref` under autograd).
         bwd_block_p, bwd_num_warps, bwd_segments: the backward kernel's launch configuration.
+        bwd_bc: how the backward sums dB and dC over the heads of a group: ``"atomic"``
+            (float32 atomics on (batch, L, G, N)) or ``"per_head"`` (a float32 buffer per head,
+            (batch, L, H, N), summed afterwards: H/G times the memory, no contention).
 
     All tensors live on ``ssmlib.DEVICE`` and are contiguous; B and C have x's
     dtype; dt, A, D, z, dt_bias and initial_states may be any float dtype.
@@ -1055,6 +1088,10 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
     _check_args(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states)
     batch, L, H, P = x.shape
     cfg = _launch_config(batch, H, P, B.shape[3], L, x.dtype)
+    if bwd_bc is not None:
+        if bwd_bc not in ("atomic", "per_head"):
+            raise ValueError(f"bwd_bc must be 'atomic' or 'per_head', got {bwd_bc!r}")
+        cfg["bwd_bc"] = bwd_bc
     if algorithm is not None:
         if algorithm not in ("single_pass", "two_pass"):
             raise ValueError(f"algorithm must be 'single_pass' or 'two_pass', got {algorithm!r}")

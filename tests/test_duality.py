@@ -142,6 +142,23 @@ def test_two_pass_16bit_and_gradients():
         assert rel_err(u, v) < 1e-9, k
 
 
+@pytest.mark.parametrize("block_p", [16, 32])
+def test_backward_per_head_dB_dC(block_p):
+    """dB and dC through per-head buffers summed over each group (plain stores with one P-block
+    per head, atomics between P-blocks otherwise) equal the shared atomics and the reference."""
+    a = make(2, 37, 4, 20, 2, 16)
+    names = ["x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states"]
+    for k in names:
+        a[k].requires_grad_(True)
+    gy = torch.randn(2, 37, 4, 20, dtype=torch.float64, device=DEV)
+    want = torch.autograd.grad(call(ssd_linear_ref, a, dt_softplus=True), [a[k] for k in names], gy)
+    for bc in ("atomic", "per_head"):
+        y = call(ssd, a, 16, dt_softplus=True, bwd_bc=bc, bwd_block_p=block_p)
+        got = torch.autograd.grad(y, [a[k] for k in names], gy)
+        for k, u, v in zip(names, got, want):
+            assert rel_err(u, v) < 1e-9, (bc, k)
+
+
 def test_optional_arguments_off():
     """No D, z, bias, initial state; no softplus (dt used as given, positive)."""
     a = make(2, 33, 2, 16, 1, 16)
@@ -390,7 +407,7 @@ def test_bad_input_names_the_argument(name, bad, exc, match):
     (dict(block_t=24), ValueError, "block_t"), (dict(block_p=8), ValueError, "block_p"),
     (dict(segments=0), ValueError, "segments"), (dict(num_warps=1.5), TypeError, "num_warps"),
     (dict(backward="torch"), ValueError, "backward"), (dict(algorithm="chunked"), ValueError, "algorithm"),
-    (dict(ckpt_blocks=0), ValueError, "ckpt_blocks"),
+    (dict(ckpt_blocks=0), ValueError, "ckpt_blocks"), (dict(bwd_bc="shared"), ValueError, "bwd_bc"),
 ])
 def test_bad_launch_overrides(kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -584,8 +601,8 @@ def test_gpu_every_backward_config():
     gy = torch.randn_like(y_ref)
     g_ref = torch.autograd.grad(y_ref, [hi[k] for k in names], gy)
     for T, BP, nw in SWEEP_BWD_TILES:
-        for S in (1, 4):
-            cfg = dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=S)
+        for S, bc in ((1, "atomic"), (4, "atomic"), (1, "per_head"), (4, "per_head")):
+            cfg = dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=S, bwd_bc=bc)
             y = call(ssd, lo, 64, dt_softplus=True, **cfg)
             g = torch.autograd.grad(y, [lo[k] for k in names], gy.to(y.dtype))
             for k, u, v in zip(names, g, g_ref):

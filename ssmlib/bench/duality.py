@@ -398,20 +398,21 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
         b3, f3, roof3 = _floor(**shape, ceil=ceil, factor=3.0)
         leaves = {k: inp[k].detach().requires_grad_(True) for k in names}
         largs = (leaves["x"], leaves["dt"], inp["A"], leaves["B"], leaves["C"], shape["chunk"])
-        for T, BP, nw in bwd_tiles:
-            for BS in segments[1:] if few_programs else (1,):
-                cfg = dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=BS)
+        bwd_cfgs = [dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=BS, bwd_bc=bc)
+                    for T, BP, nw in bwd_tiles for BS in (segments[1:] if few_programs else (1,))
+                    for bc in ("atomic", "per_head")]
+        for cfg in bwd_cfgs:
 
-                def step(cfg=cfg):
-                    y = ssd(*largs, **kw, **cfg)
-                    y.backward(torch.ones_like(y))
+            def step(cfg=cfg):
+                y = ssd(*largs, **kw, **cfg)
+                y.backward(torch.ones_like(y))
 
-                def check(cfg=cfg):
-                    y = ssd(*largs, **kw, **cfg)
-                    g = torch.autograd.grad(y, [leaves[k] for k in names], gy.to(y.dtype))
-                    return max(_rel_err(u, g_ref[k]) for k, u in zip(names, g))
-                attempt(json.dumps([shape, "fwd+bwd", cfg]), shape, "fwd+bwd", cfg, step, check, b3, f3, roof3,
-                        warmup=5, rep=50)
+            def check(cfg=cfg):
+                y = ssd(*largs, **kw, **cfg)
+                g = torch.autograd.grad(y, [leaves[k] for k in names], gy.to(y.dtype))
+                return max(_rel_err(u, g_ref[k]) for k, u in zip(names, g))
+            attempt(json.dumps([shape, "fwd+bwd", cfg]), shape, "fwd+bwd", cfg, step, check, b3, f3, roof3,
+                    warmup=5, rep=50)
         del inp, leaves, y_ref, g_ref
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
@@ -430,7 +431,7 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
                 best[f"batch{shape['batch']}_L{shape['L']}_{pas}"] = {
                     k: b[k] for k in ("algorithm", "block_t", "block_p", "num_warps", "num_stages", "segments",
                                       "maxnreg", "ckpt_blocks", "bwd_block_p", "bwd_num_warps", "bwd_segments",
-                                      "median_ms", "rel_err") if k in b}
+                                      "bwd_bc", "median_ms", "rel_err") if k in b}
     return {"benchmark": "ssd_sweep", **environment(), "ceilings": ceil, "tolerance": SWEEP_TOL, "best": best,
             "errors": errors, "rows": rows}
 
@@ -536,11 +537,12 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
         sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "dx_ptr", "dz_ptr",
                                              "seg_dh_ptr", "seg_a_ptr", "dhT_ptr")})   # placeholders, as above
         sig.update({n: "i32" for n in ("L", "H", "G", "P", "N", "n_blocks", "seg_blocks", "n_seg")})
-        for adj in (False, True):
+        for kernel, adj, per_head in (("bwd", False, False), ("bwd_adjoint_only", True, False),
+                                      ("bwd_bc_per_head", False, True)):
             cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True, HAS_DHT=True,
-                      ADJ_ONLY=adj, LOWP=dtype in ("bf16", "fp16"), PRECISION="tf32x3", BLOCK_T=T, BLOCK_P=BP,
-                      BLOCK_N=BN)
-            rec = {"kernel": "bwd_adjoint_only" if adj else "bwd", "dtype": dtype, "block_t": T, "block_p": BP,
+                      ADJ_ONLY=adj, BC_PER_HEAD=per_head, BC_STORE=per_head, LOWP=dtype in ("bf16", "fp16"),
+                      PRECISION="tf32x3", BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
+            rec = {"kernel": kernel, "dtype": dtype, "block_t": T, "block_p": BP,
                    "N": N, "num_warps": nw, "num_stages": ns}
             try:
                 rec.update(_compile_one(k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N"],
