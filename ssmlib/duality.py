@@ -111,7 +111,10 @@ per step and head, half of x's bytes at 4 blocks of 64 and P = 64, N = 128.
 (2) ``_ssd_out_kernel`` runs one program per (batch, head, P-block, time
 block), all independent. Each loads its checkpoint, carries it through at most
 ``ckpt_blocks − 1`` earlier blocks (state updates only), then computes its
-block's outputs as in steps 2–4. The serial chain is now one product per block
+block's outputs as in steps 2–4. With ``heads_per_program`` > 1, a program
+serves that many heads of one group. They read the same B and C, so the
+block's ``C Bᵀ`` is computed once for all of them. With G = 1 and 80 heads,
+that product is otherwise repeated 80 times. The serial chain is now one product per block
 instead of four, and the outputs, which hold most of the flops, are
 parallel over time. The price is x, dt and B read twice, the checkpoints
 written and read, and the recomputed updates. The sweep measures both
@@ -456,17 +459,20 @@ def _ssd_out_kernel(
         x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, states_ptr, y_ptr,
         L, H, G, P, N, n_ckpt,
         HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr,
-        SOFTPLUS: tl.constexpr, CKPT: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
-        BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
-    # Program (b·H + h, block of P, block m of BLOCK_T steps): the outputs of block m alone. The
-    # state entering it: the checkpoint entering block c·CKPT ≤ m (from _ssd_fwd_kernel), carried
-    # through blocks c·CKPT … m−1 with the state update only. Every program is independent.
-    bh = tl.program_id(0)
+        SOFTPLUS: tl.constexpr, CKPT: tl.constexpr, HEADS: tl.constexpr, LOWP: tl.constexpr,
+        PRECISION: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
+    # Program (b, block of HEADS heads of one group, block of P, block m of BLOCK_T steps): the
+    # outputs of block m alone, for each of its heads. The block's scores C Bᵀ are computed once and
+    # shared by the heads (they read the same B and C); each head then masks them with its own decays.
+    # The state entering block m: the checkpoint entering block c·CKPT ≤ m (from _ssd_fwd_kernel),
+    # carried through blocks c·CKPT … m−1 with the state update only. Every program is independent.
+    pid = tl.program_id(0)
     pid_p = tl.program_id(1)
     m = tl.program_id(2)
-    b = bh // H
-    h = bh % H
-    g = h // (H // G)
+    n_hb = H // HEADS
+    b = pid // n_hb
+    h_first = (pid % n_hb) * HEADS
+    g = h_first // (H // G)                  # HEADS divides H // G: the program's heads share a group
     acc = tl.float64 if x_ptr.dtype.element_ty == tl.float64 else tl.float32
     op = x_ptr.dtype.element_ty if LOWP else acc
 
@@ -477,61 +483,64 @@ def _ssd_out_kernel(
     nm = n < N
     pn_off = p[:, None] * N + n[None, :]
     pn_mask = pm[:, None] & nm[None, :]
-    bh64 = bh.to(tl.int64)
-    A = tl.load(A_ptr + h).to(acc)
-    if HAS_DTB:
-        dtb = tl.load(dtb_ptr + h).to(acc)
     xp_off = i[:, None] * (H * P) + p[None, :]
     bn_off = i[:, None] * (G * N) + n[None, :]
     c = m // CKPT
-    state = tl.load(states_ptr + (bh64 * n_ckpt + c) * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
-    row0 = b.to(tl.int64) * L + c * CKPT * BLOCK_T
-    for _ in range(c * CKPT, m):           # whole blocks (only block m can be the last, partial one)
-        dt = tl.load(dt_ptr + row0 * H + h + i * H).to(acc)
+    row_c = b.to(tl.int64) * L + c * CKPT * BLOCK_T      # first row of the checkpoint's block
+    row_m = b.to(tl.int64) * L + m * BLOCK_T              # first row of block m
+    tm = m * BLOCK_T + i < L
+    m_xp = tm[:, None] & pm[None, :]
+    m_bn = tm[:, None] & nm[None, :]
+    Bm = tl.load(B_ptr + (row_m * G + g) * N + bn_off, mask=m_bn, other=0.0)
+    Cm = tl.load(C_ptr + (row_m * G + g) * N + bn_off, mask=m_bn, other=0.0)
+    S_raw = tl.dot(Cm.to(op), tl.trans(Bm.to(op)), input_precision=PRECISION, out_dtype=acc)
+    causal = i[:, None] >= i[None, :]
+    for k in range(HEADS):
+        h = h_first + k
+        bh64 = (b * H + h).to(tl.int64)
+        A = tl.load(A_ptr + h).to(acc)
+        if HAS_DTB:
+            dtb = tl.load(dtb_ptr + h).to(acc)
+        state = tl.load(states_ptr + (bh64 * n_ckpt + c) * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
+        row0 = row_c
+        for _ in range(c * CKPT, m):       # whole blocks (only block m can be the last, partial one)
+            dt = tl.load(dt_ptr + row0 * H + h + i * H).to(acc)
+            if HAS_DTB:
+                dt += dtb
+            if SOFTPLUS:
+                dt = _softplus(dt)
+            a = dt * A
+            cs = tl.cumsum(a, axis=0)
+            a_last = tl.sum(a, axis=0)
+            xv = tl.load(x_ptr + (row0 * H + h) * P + xp_off, mask=pm[None, :], other=0.0)
+            Bv = tl.load(B_ptr + (row0 * G + g) * N + bn_off, mask=nm[None, :], other=0.0)
+            xdt = xv.to(acc) * dt[:, None] * tl.exp(a_last - cs)[:, None]
+            state = tl.dot(tl.trans(xdt.to(op)), Bv.to(op), acc=state * tl.exp(a_last),
+                           input_precision=PRECISION, out_dtype=acc)
+            row0 += BLOCK_T
+        # block m: exp(cs_i) C_i stateᵀ + (C Bᵀ ∘ 𝓛)(Δ x), then D x and the gate
+        dt = tl.load(dt_ptr + row_m * H + h + i * H, mask=tm, other=0.0).to(acc)
         if HAS_DTB:
             dt += dtb
         if SOFTPLUS:
             dt = _softplus(dt)
-        a = dt * A
-        cs = tl.cumsum(a, axis=0)
-        a_last = tl.sum(a, axis=0)
-        xv = tl.load(x_ptr + (row0 * H + h) * P + xp_off, mask=pm[None, :], other=0.0)
-        Bv = tl.load(B_ptr + (row0 * G + g) * N + bn_off, mask=nm[None, :], other=0.0)
-        xdt = xv.to(acc) * dt[:, None] * tl.exp(a_last - cs)[:, None]
-        state = tl.dot(tl.trans(xdt.to(op)), Bv.to(op), acc=state * tl.exp(a_last),
-                       input_precision=PRECISION, out_dtype=acc)
-        row0 += BLOCK_T
-    # block m
-    tm = m * BLOCK_T + i < L
-    dt = tl.load(dt_ptr + row0 * H + h + i * H, mask=tm, other=0.0).to(acc)
-    if HAS_DTB:
-        dt += dtb
-    if SOFTPLUS:
-        dt = _softplus(dt)
-    dt = tl.where(tm, dt, 0.0)
-    cs = tl.cumsum(dt * A, axis=0)
-    m_xp = tm[:, None] & pm[None, :]
-    m_bn = tm[:, None] & nm[None, :]
-    xp_base = (row0 * H + h) * P
-    bn_base = (row0 * G + g) * N
-    xv = tl.load(x_ptr + xp_base + xp_off, mask=m_xp, other=0.0)
-    Bv = tl.load(B_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
-    Cv = tl.load(C_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
-    y = tl.dot(Cv.to(op), tl.trans(state.to(op)), input_precision=PRECISION, out_dtype=acc)
-    y = y * tl.exp(cs)[:, None]
-    S = tl.dot(Cv.to(op), tl.trans(Bv.to(op)), input_precision=PRECISION, out_dtype=acc)
-    S = S * tl.exp(tl.where(i[:, None] >= i[None, :], cs[:, None] - cs[None, :], float("-inf")))
-    xdt = xv.to(acc) * dt[:, None]
-    y = tl.dot(S.to(op), xdt.to(op), acc=y, input_precision=PRECISION, out_dtype=acc)
-    if HAS_D:
-        if D_PER_P:
-            y += tl.load(D_ptr + h * P + p, mask=pm, other=0.0).to(acc)[None, :] * xv.to(acc)
-        else:
-            y += tl.load(D_ptr + h).to(acc) * xv.to(acc)
-    if HAS_Z:
-        zv = tl.load(z_ptr + xp_base + xp_off, mask=m_xp, other=0.0).to(acc)
-        y = y * zv * tl.sigmoid(zv)
-    tl.store(y_ptr + xp_base + xp_off, y.to(y_ptr.dtype.element_ty), mask=m_xp)
+        dt = tl.where(tm, dt, 0.0)
+        cs = tl.cumsum(dt * A, axis=0)
+        xp_base = (row_m * H + h) * P
+        xv = tl.load(x_ptr + xp_base + xp_off, mask=m_xp, other=0.0)
+        y = tl.dot(Cm.to(op), tl.trans(state.to(op)), input_precision=PRECISION, out_dtype=acc)
+        y = y * tl.exp(cs)[:, None]
+        S = S_raw * tl.exp(tl.where(causal, cs[:, None] - cs[None, :], float("-inf")))
+        y = tl.dot(S.to(op), (xv.to(acc) * dt[:, None]).to(op), acc=y, input_precision=PRECISION, out_dtype=acc)
+        if HAS_D:
+            if D_PER_P:
+                y += tl.load(D_ptr + h * P + p, mask=pm, other=0.0).to(acc)[None, :] * xv.to(acc)
+            else:
+                y += tl.load(D_ptr + h).to(acc) * xv.to(acc)
+        if HAS_Z:
+            zv = tl.load(z_ptr + xp_base + xp_off, mask=m_xp, other=0.0).to(acc)
+            y = y * zv * tl.sigmoid(zv)
+        tl.store(y_ptr + xp_base + xp_off, y.to(y_ptr.dtype.element_ty), mask=m_xp)
 
 
 @triton.jit
@@ -784,7 +793,8 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
     if runtime.INTERPRET:
         bp = min(32, max(16, triton.next_power_of_2(P)))
         return dict(block_t=16, block_p=bp, num_warps=1, num_stages=1, segments=1, maxnreg=None,
-                    algorithm="single_pass", ckpt_blocks=4, bwd_bc="atomic", bwd_block_t=16, bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1)
+                    algorithm="single_pass", ckpt_blocks=4, heads_per_program=1, bwd_bc="atomic",
+                    bwd_block_t=16, bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1)
     BN = max(16, triton.next_power_of_2(N))
     warps, stages = 8, 1
     if dtype in (torch.float16, torch.bfloat16):
@@ -800,7 +810,7 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
         block_t, block_p = 16, 16
     block_p = min(block_p, max(16, triton.next_power_of_2(P)))
     cfg = dict(block_t=block_t, block_p=block_p, num_warps=warps, num_stages=stages, segments=1, maxnreg=None,
-               algorithm="single_pass", ckpt_blocks=4, bwd_bc="atomic")
+               algorithm="single_pass", ckpt_blocks=4, heads_per_program=1, bwd_bc="atomic")
     # The backward (and the forward that saves its states) walks blocks of bwd_block_t steps.
     # Larger P-blocks mean fewer float32 atomics on dB, dC and dt (one per P-block and head).
     if dtype in (torch.float16, torch.bfloat16):
@@ -930,9 +940,10 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
         STORE_STATES=states is not None, CKPT=ck, **common)
     if two_pass:
         out_flags = {k: v for k, v in common.items() if k != "HAS_H0"}
-        _ssd_out_kernel[(batch * H, triton.cdiv(P, BP), n_blocks)](
+        heads = cfg.get("heads_per_program", 1)
+        _ssd_out_kernel[(batch * (H // heads), triton.cdiv(P, BP), n_blocks)](
             x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), states, y, L, H, G, P, N, n_ckpt, CKPT=ck,
-            **out_flags)
+            HEADS=heads, **out_flags)
     return y, hT, (states if save_states else None)
 
 
@@ -1047,7 +1058,8 @@ class _SSD(torch.autograd.Function):
 
 def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
         dt_softplus=False, return_final_states=False, *, block_t=None, block_p=None, num_warps=None,
-        num_stages=None, segments=None, maxnreg=None, algorithm=None, ckpt_blocks=None, backward="triton",
+        num_stages=None, segments=None, maxnreg=None, algorithm=None, ckpt_blocks=None, heads_per_program=None,
+        backward="triton",
         bwd_block_p=None, bwd_num_warps=None, bwd_segments=None, bwd_bc=None):
     """Mamba-2's SSD layer core with the fused Triton kernel (see the module docstring).
 
@@ -1068,7 +1080,8 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
             launch configuration (benchmarks and tests; see ``_launch_config``;
             maxnreg caps the registers per thread on the GPU).
         algorithm: ``"single_pass"`` or ``"two_pass"`` (states first, then every block's
-            outputs in parallel from the state entering every ``ckpt_blocks``-th block).
+            outputs in parallel from the state entering every ``ckpt_blocks``-th block;
+            ``heads_per_program`` heads of a group per output program share its C Bᵀ).
         backward: ``"triton"`` (the fused backward kernel) or ``"reference"``
             (recomputation through :func:`ssd_chunked_ref` under autograd).
         bwd_block_p, bwd_num_warps, bwd_segments: the backward kernel's launch configuration.
@@ -1097,11 +1110,15 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
             raise ValueError(f"algorithm must be 'single_pass' or 'two_pass', got {algorithm!r}")
         cfg["algorithm"] = algorithm
     for k, v in dict(block_t=block_t, block_p=block_p, num_warps=num_warps, num_stages=num_stages,
-                     segments=segments, maxnreg=maxnreg, ckpt_blocks=ckpt_blocks, bwd_block_p=bwd_block_p,
+                     segments=segments, maxnreg=maxnreg, ckpt_blocks=ckpt_blocks,
+                     heads_per_program=heads_per_program, bwd_block_p=bwd_block_p,
                      bwd_num_warps=bwd_num_warps, bwd_segments=bwd_segments).items():
         if v is not None:
             checks.positive_int(k, v)
             cfg[k] = v
+    if (H // B.shape[2]) % cfg["heads_per_program"]:
+        raise ValueError(f"heads_per_program={cfg['heads_per_program']} must divide the heads per group "
+                         f"H/G = {H // B.shape[2]}")
     if block_t is not None:       # an explicit block_t sets the backward's blocks too
         cfg["bwd_block_t"] = block_t
     _pow2_at_least_16("bwd_block_p", cfg["bwd_block_p"])

@@ -123,6 +123,16 @@ def test_two_pass_algorithm(L, ckpt, segments):
     assert rel_err(call(ssd, a, 16, algorithm="two_pass", ckpt_blocks=ckpt), call(ssd_linear_ref, a)) < 1e-10
 
 
+@pytest.mark.parametrize("G,heads", [(1, 2), (1, 4), (2, 2)])
+def test_two_pass_heads_share_the_scores(G, heads):
+    """Output programs of several heads of a group (one C Bᵀ for all of them)."""
+    a = make(2, 45, 4, 20, G, 16, D="matrix")
+    kw = dict(dt_softplus=True, return_final_states=True)
+    y_ref, h_ref = call(ssd_linear_ref, a, **kw)
+    y, h = call(ssd, a, 16, algorithm="two_pass", ckpt_blocks=2, heads_per_program=heads, **kw)
+    assert rel_err(y, y_ref) < 1e-10 and rel_err(h, h_ref) < 1e-10
+
+
 def test_two_pass_16bit_and_gradients():
     """float16 products (checkpoints stored in float16), and the backward after a two-pass forward
     (which then keeps float32 states entering every block for it)."""
@@ -408,6 +418,7 @@ def test_bad_input_names_the_argument(name, bad, exc, match):
     (dict(segments=0), ValueError, "segments"), (dict(num_warps=1.5), TypeError, "num_warps"),
     (dict(backward="torch"), ValueError, "backward"), (dict(algorithm="chunked"), ValueError, "algorithm"),
     (dict(ckpt_blocks=0), ValueError, "ckpt_blocks"), (dict(bwd_bc="shared"), ValueError, "bwd_bc"),
+    (dict(heads_per_program=3), ValueError, "heads_per_program"),
 ])
 def test_bad_launch_overrides(kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -535,10 +546,10 @@ def test_gpu_every_two_pass_config():
     lo = {k: None if v is None else (v.bfloat16() if k in ("x", "B", "C", "z") else v) for k, v in a.items()}
     ref16 = call(ssd_chunked_ref, {k: None if v is None else v.double() for k, v in lo.items()}, 64, **kw)
     errs = {}
-    for T, BP, nw, ns, ck in SWEEP_TWO_PASS:
+    for T, BP, nw, ns, ck, hp in SWEEP_TWO_PASS:
         for S in (1, 4):
             cfg = dict(algorithm="two_pass", block_t=T, block_p=BP, num_warps=nw, num_stages=ns, ckpt_blocks=ck,
-                       segments=S)
+                       heads_per_program=min(hp, 4), segments=S)          # 4 heads per group here
             for name, inp, ref, tol in (("bf16", lo, ref16, GPU_TOL[torch.bfloat16]),
                                         ("fp32", a, ref32, GPU_TOL[torch.float32])):
                 y, h = call(ssd, inp, 64, **kw, **cfg)
@@ -646,7 +657,7 @@ def test_bench_dry_run_on_cpu(monkeypatch, tmp_path):
     crashed = json.dumps([tiny[0], "fwd", {"block_t": 99}])       # as if it had killed an earlier run
     progress.write_text(json.dumps({"start": crashed}) + "\n")
     grid = dict(segments=(1, 2), tiles=[(16, 16, 1, 1, None)], bwd_tiles=[(16, 16, 1)],
-                two_pass_tiles=[(16, 16, 1, 1, 2)])
+                two_pass_tiles=[(16, 16, 1, 1, 2, 1)])
     sw = bench.ssd_sweep(ceil, shapes=tiny, progress=progress, **grid)
     assert all("median_ms" in r and r["accurate"] and r["rel_err"] < 1e-2 for r in sw["rows"]), sw["rows"]
     assert len(sw["best"]) == 2 and [e["config"] for e in sw["errors"]] == [crashed]

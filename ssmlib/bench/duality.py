@@ -294,11 +294,14 @@ SWEEP_TILES = [(64, 32, 8, 1, None), (64, 64, 8, 1, None), (32, 64, 8, 1, None),
                (64, 32, 8, 1, 128), (64, 64, 8, 1, 128), (64, 32, 8, 2, 128), (32, 32, 4, 1, 128)]
 
 
-#: Launch configurations of the two-pass algorithm (block_t, block_p, num_warps, num_stages, ckpt_blocks):
+#: Launch configurations of the two-pass algorithm (block_t, block_p, num_warps, num_stages, ckpt_blocks,
+#: heads_per_program):
 #: the states-only walk keeps the state entering every ckpt_blocks-th block, the output kernel
 #: recomputes from there (on average (ckpt_blocks − 1)/2 state updates per output block).
-SWEEP_TWO_PASS = [(64, 64, 8, 1, 4), (64, 64, 8, 1, 2), (64, 64, 8, 1, 8), (64, 32, 8, 1, 4), (64, 64, 8, 2, 4),
-                  (32, 64, 4, 1, 8), (32, 64, 4, 2, 8), (32, 64, 8, 1, 8), (32, 32, 4, 1, 4)]
+SWEEP_TWO_PASS = [(64, 64, 8, 1, 4, 1), (64, 64, 8, 1, 2, 1), (64, 64, 8, 1, 8, 1), (64, 32, 8, 1, 4, 1),
+                  (64, 64, 8, 2, 4, 1), (32, 64, 4, 1, 8, 1), (32, 64, 4, 2, 8, 1), (32, 64, 8, 1, 8, 1),
+                  (32, 32, 4, 1, 4, 1), (64, 64, 8, 1, 4, 2), (64, 64, 8, 1, 4, 4), (64, 64, 8, 1, 4, 8),
+                  (64, 64, 8, 1, 2, 4), (32, 64, 4, 1, 8, 4)]
 
 
 #: Backward launch configurations the sweep times (block_t, bwd_block_p, bwd_num_warps).
@@ -389,8 +392,9 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
         fwd_cfgs = [dict(block_t=T, block_p=BP, num_warps=nw, num_stages=ns, segments=S, maxnreg=reg)
                     for T, BP, nw, ns, reg in tiles for S in (segments if few_programs else (1,))]
         fwd_cfgs += [dict(algorithm="two_pass", block_t=T, block_p=BP, num_warps=nw, num_stages=ns, ckpt_blocks=ck,
-                          segments=S) for T, BP, nw, ns, ck in two_pass_tiles for S in (segments if few_programs
-                                                                                       else (1, 2))]
+                          heads_per_program=hp, segments=S)
+                     for T, BP, nw, ns, ck, hp in two_pass_tiles for S in (segments if few_programs else (1, 2))
+                     if (shape["H"] // shape["G"]) % hp == 0]
         for cfg in fwd_cfgs:
             attempt(json.dumps([shape, "fwd", cfg]), shape, "fwd", cfg, lambda cfg=cfg: ssd(*args, **kw, **cfg),
                     lambda cfg=cfg: _rel_err(ssd(*args, **kw, **cfg), y_ref), nbytes, flops, roof)
@@ -430,8 +434,8 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
                 b = min(rs, key=lambda r: r["median_ms"])
                 best[f"batch{shape['batch']}_L{shape['L']}_{pas}"] = {
                     k: b[k] for k in ("algorithm", "block_t", "block_p", "num_warps", "num_stages", "segments",
-                                      "maxnreg", "ckpt_blocks", "bwd_block_p", "bwd_num_warps", "bwd_segments",
-                                      "bwd_bc", "median_ms", "rel_err") if k in b}
+                                      "maxnreg", "ckpt_blocks", "heads_per_program", "bwd_block_p", "bwd_num_warps",
+                                      "bwd_segments", "bwd_bc", "median_ms", "rel_err") if k in b}
     return {"benchmark": "ssd_sweep", **environment(), "ceilings": ceil, "tolerance": SWEEP_TOL, "best": best,
             "errors": errors, "rows": rows}
 
@@ -522,6 +526,8 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
                       BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
             if k is duality._ssd_fwd_kernel:
                 cx.update(HAS_H0=True, STORE_FINAL=True, STATES_ONLY=False, WRITE_Y=False, STORE_STATES=True)
+            else:
+                cx.update(HEADS=4)
             rec = {"kernel": kernel, "dtype": dtype, "block_t": T, "block_p": BP, "N": N, "num_warps": nw,
                    "num_stages": ns}
             try:
