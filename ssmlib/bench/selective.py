@@ -263,7 +263,10 @@ FWD_CONFIGS = ([("serial", bd, bt, nw) for bd, bt, nw in
                + [("pipelined", bd, bt, nw, None, bc) for bd, bt, nw in
                   [(32, 16, 4), (16, 16, 2), (64, 16, 8), (128, 16, 8), (32, 8, 4), (32, 32, 4), (8, 16, 1)]
                   for bc in (0, 1)]
-               + [("pipelined", bd, bt, nw, None, 2) for bd, bt, nw in [(32, 8, 4), (32, 16, 4), (16, 8, 2)]]
+               + [("pipelined", bd, bt, nw, None, 2) for bd, bt, nw in [(32, 8, 4), (32, 16, 4), (16, 8, 2),
+                                                                      (16, 16, 2), (64, 16, 8), (32, 16, 8),
+                                                                      (8, 16, 1)]]
+               + [("pipelined", 32, 16, 4, seg, 2) for seg in (256, 512, 1024)]
                + [("pipelined", 32, 16, 4, seg, 0) for seg in (128, 256, 512, 1024, 2048, 1 << 20)]
                + [("pipelined", 16, 16, 2, seg, 0) for seg in (256, 1024)]
                + [("pipelined", 32, 8, 4, seg, 2) for seg in (256, 1024)])
@@ -283,7 +286,7 @@ BWD_CONFIGS = ([(bt, bd, nw, False) for bt in (64, 128, 256) for bd in (1, 2, 4,
 #: Compile-only (sm_90a, N 16): block_t 8 at 4 states per thread has no spills at 255 registers;
 #: block_t 16 spills (kept for one measured data point), as do 8 states per thread.
 BWD_SERIAL_CONFIGS = [(8, 32, 4), (8, 16, 2), (8, 8, 1), (8, 64, 8), (8, 32, 8), (4, 32, 4), (4, 64, 4),
-                      (4, 16, 2), (16, 32, 8)]
+                      (4, 16, 2), (16, 32, 8), (8, 4, 1), (4, 8, 1), (16, 8, 1), (8, 8, 2)]
 
 
 def bwd_config_dict(c) -> dict:
@@ -311,7 +314,8 @@ SWEEP_TOL = {"float32": 1e-4, "bfloat16": 1e-2}
 
 
 def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_configs=None, bwd_serial_configs=None,
-                 state_update_configs=((16, 1), (32, 2), (64, 2), (64, 4), (128, 4), (128, 8), (256, 8)),
+                 state_update_configs=((16, 1), (32, 2), (64, 2), (64, 4), (128, 4), (128, 8), (256, 8), (256, 16),
+                                       (512, 16), (256, 4)),
                  decode=(64, 4096, 16), paper_shapes=((1, 1024, 2048), (1, 1024, 16384), (1, 1024, 131072))) -> dict:
     """Every launch configuration: forward (bf16 and fp32) and backward (bf16) at the headline
     shape, forward at the paper's (batch 1), and the decoding step. Every scan row carries
