@@ -480,10 +480,15 @@ BWD_COMPILE_CONFIGS = [("bf16", 32, 32, 128, 8, 1), ("bf16", 32, 64, 64, 8, 1), 
                        ("bf16", 64, 32, 128, 8, 1), ("fp16", 32, 32, 128, 8, 1), ("fp32", 16, 16, 64, 4, 1)]
 
 
-def _compile_one(kernel, sig, constexprs, divisible, num_warps, num_stages):
-    c, stats = compile_sm90(kernel, sig, constexprs, divisible, num_warps, num_stages)
+def _compile_one(rec, kernel, sig, constexprs, divisible, num_warps, num_stages) -> dict:
+    """``rec`` with ptxas's registers and spills and the PTX's wgmma / mma.sync counts, or the error."""
+    try:
+        c, stats = compile_sm90(kernel, sig, constexprs, divisible, num_warps, num_stages)
+    except Exception as e:  # noqa: BLE001
+        return {**rec, "error": repr(e)[:500]}
     ptx = c.asm["ptx"]
-    return {**stats, "wgmma": ptx.count("wgmma.mma_async"), "mma_sync": len(re.findall(r"\bmma\.sync", ptx))}
+    return {**rec, **stats, "wgmma": ptx.count("wgmma.mma_async"),
+            "mma_sync": len(re.findall(r"\bmma\.sync", ptx))}
 
 
 def _compile_worker(configs, bwd_configs=None) -> list[dict]:
@@ -508,11 +513,7 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
             div = [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N", "seg_len"]
             rec = {"kernel": "fwd_states_only" if states_only else "fwd", "dtype": dtype, "block_t": T,
                    "block_p": BP, "N": N, "num_warps": nw, "num_stages": ns}
-            try:
-                rec.update(_compile_one(duality._ssd_fwd_kernel, sig, cx, div, nw, ns))
-            except Exception as e:  # noqa: BLE001
-                rec["error"] = repr(e)[:500]
-            out.append(rec)
+            out.append(_compile_one(rec, duality._ssd_fwd_kernel, sig, cx, div, nw, ns))
         # the two-pass algorithm: the states-only walk (checkpoints every 4 blocks) and the output kernel
         for kernel, k in (("fwd_two_pass_states", duality._ssd_fwd_kernel), ("out", duality._ssd_out_kernel)):
             sig = {n: "*fp32" for n in k.arg_names if n.endswith("_ptr")}
@@ -530,12 +531,8 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
                 cx.update(HEADS=4)
             rec = {"kernel": kernel, "dtype": dtype, "block_t": T, "block_p": BP, "N": N, "num_warps": nw,
                    "num_stages": ns}
-            try:
-                rec.update(_compile_one(k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N"],
-                                        nw, ns))
-            except Exception as e:  # noqa: BLE001
-                rec["error"] = repr(e)[:500]
-            out.append(rec)
+            out.append(_compile_one(rec, k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N"],
+                                    nw, ns))
     for dtype, T, BP, N, nw, ns in BWD_COMPILE_CONFIGS if bwd_configs is None else bwd_configs:
         BN = max(16, 1 << (N - 1).bit_length())
         k = duality._ssd_bwd_kernel
@@ -550,23 +547,15 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
                       PRECISION="tf32x3", BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
             rec = {"kernel": kernel, "dtype": dtype, "block_t": T, "block_p": BP,
                    "N": N, "num_warps": nw, "num_stages": ns}
-            try:
-                rec.update(_compile_one(k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N"],
-                                        nw, ns))
-            except Exception as e:  # noqa: BLE001
-                rec["error"] = repr(e)[:500]
-            out.append(rec)
+            out.append(_compile_one(rec, k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N"],
+                                    nw, ns))
     sig = {n: "*fp32" for n in duality._ssd_step_kernel.arg_names if n.endswith("_ptr")}
     sig.update({n: "*bf16" for n in ("x_ptr", "y_ptr", "z_ptr", "B_ptr", "C_ptr", "dt_ptr")})
     sig.update({n: "i32" for n in ("H", "G", "P", "N")})
     cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, BLOCK_P=32, BLOCK_N=128)
     rec = {"kernel": "step", "dtype": "bf16 (fp32 state)", "block_p": 32, "N": 128, "num_warps": 4}
-    try:
-        rec.update(_compile_one(duality._ssd_step_kernel, sig, cx, [n for n in sig if n.endswith("_ptr")]
-                                + ["P", "N"], 4, 1))
-    except Exception as e:  # noqa: BLE001
-        rec["error"] = repr(e)[:500]
-    out.append(rec)
+    out.append(_compile_one(rec, duality._ssd_step_kernel, sig, cx, [n for n in sig if n.endswith("_ptr")]
+                            + ["P", "N"], 4, 1))
     return out
 
 
