@@ -19,9 +19,12 @@ Writes under ``book/results/``:
   16384 // L, at least 1), L = 512 … 64K, forward, bfloat16 (``x = "L"``).
   The crossover length and the ratio at 32K are in ``"summary"``.
 * with ``--sweep``, ``ssd_sweep.json``: launch configurations of the forward
-  kernel at both shapes (block_t, block_p, num_warps, num_stages, segments,
-  maxnreg), and of fwd+bwd (block_t, bwd_block_p, bwd_num_warps); ``"best"``
-  names the fastest of each, to copy into ``ssmlib.duality._launch_config``.
+  at both shapes (single pass: block_t, block_p, num_warps, num_stages,
+  segments, maxnreg; two-pass: also ckpt_blocks and heads_per_program), and of
+  fwd+bwd (block_t, bwd_block_p, bwd_num_warps, bwd_segments, bwd_bc), each
+  with its error against the float32 reference (``rel_err``, ``accurate``);
+  ``"best"`` names the fastest accurate one of each, to copy into
+  ``ssmlib.duality._launch_config``.
 
 Inputs are those of a Mamba-2 layer: x, dt, B, C in bfloat16; A, D, dt_bias
 float32 weights; Δ = softplus(dt + dt_bias); D of shape (H,); no gate z.
@@ -55,22 +58,26 @@ sm_90a code for the default launch configurations)::
 
     python -m ssmlib.bench.duality --compile-only
 
-On the H200, three commands, each under the 10-minute limit of one device call
-(JSON and logs land in $OUT)::
+On the H200, each of these fits in the 10-minute limit of one device call (JSON and
+logs land in $OUT)::
 
-    TESTS=tests/test_duality.py SUITES= TRAIN= bash tools/gpu_check.sh
-    python -m ssmlib.bench.duality --sweep-only --out $OUT        # ssd_sweep.json: pick the defaults
-    pip install -q --no-deps --target /tmp/site .baselines/fla_core-0.6.0-py3-none-any.whl; \
-        PYTHONPATH=$PYTHONPATH:/tmp/site SSD_MAMBA_SRC=.baselines/mamba_ssm-2.3.2.post1 \
-        python -m ssmlib.bench duality --out $OUT                    # ssd, ssd_vs_attention
+    TESTS=tests/test_duality.py SUITES= TRAIN= bash tools/gpu_check.sh     # the GPU tests
+    for i in 1 2 3; do python -m ssmlib.bench.duality --sweep-only --out $OUT && break; done
+    pip install -q --no-deps --target /tmp/site .baselines/fla_core-0.6.0-py3-none-any.whl
+    export PYTHONPATH=$PYTHONPATH:/tmp/site SSD_MAMBA_SRC=.baselines/mamba_ssm-2.3.2.post1
+    python -m ssmlib.bench.duality --baselines-only --out $OUT    # ssd.json (the baselines autotune: minutes)
+    python -m ssmlib.bench.duality --attention-only --out $OUT    # ssd_vs_attention.json
+
+The sweep (``ssd_sweep.json``) checks every configuration against the float32
+reference as it times it, and resumes after a configuration that crashed the
+process (``ssd_sweep.progress.jsonl`` beside it, so keep ``$OUT`` between the
+attempts); the loop reruns it.
 
 ``.baselines/`` is a git-ignored folder of the checkout (listed in
 ``.git/info/exclude``) holding the fla-core wheel and the unpacked mamba-ssm
 2.3.2.post1 sdist (``python tools/fetch_baselines.py`` fetches both), sent to
-the GPU machine with the device tool's ``carry``.
-
-(``bash tools/gpu_check.sh`` with ``SUITES=duality`` runs ``--sweep`` too: all
-three JSON files in one call, likely past 10 minutes together with the tests.)
+the GPU machine with the device tool's ``carry``. ``python -m ssmlib.bench
+duality [--sweep]`` writes all of them in one run (over 10 minutes with the sweep).
 """
 from __future__ import annotations
 
