@@ -157,6 +157,16 @@ same elements. ``bwd_bc="per_head"`` writes them to a float32 buffer per head,
 sums each group's heads afterwards. That costs H/G times the memory of dB and
 dC but has no contention. With one P-block per head it also makes dB and dC
 deterministic. The next sweep times both.
+
+The backward walk is serial too: nine products per block, L/block_t blocks one
+after another. ``bwd_algorithm="two_pass"`` splits it the way the forward's
+two-pass algorithm does. (1) The walk computes only the adjoint: one product
+per block, ``dh ← exp(cs_last) dh + (exp(cs) ∘ du)ᵀ C``. It stores the adjoint
+after every ``bwd_ckpt_blocks``-th block. (2) One program per block carries the
+stored adjoint back through the rest of its group (:func:`_adjoint_step`). The
+state entering its block comes from the forward. It then computes the block's
+gradients as above.
+
 """
 from __future__ import annotations
 
@@ -544,12 +554,39 @@ def _ssd_out_kernel(
 
 
 @triton.jit
+def _adjoint_step(dh, dt_ptr, C_ptr, z_ptr, dy_ptr, row0, t0, L, H, G, P, N, h, g, A, dtb, p, pm, n, nm, i,
+                  HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, LOWP: tl.constexpr,
+                  PRECISION: tl.constexpr, BLOCK_T: tl.constexpr):
+    """The adjoint entering a block from the one after it: exp(cs_last) dh + (exp(cs) ∘ du)ᵀ C."""
+    acc = tl.float64 if dy_ptr.dtype.element_ty == tl.float64 else tl.float32
+    op = dy_ptr.dtype.element_ty if LOWP else acc
+    tm = t0 + i < L
+    dt = tl.load(dt_ptr + row0 * H + h + i * H, mask=tm, other=0.0).to(acc)
+    if HAS_DTB:
+        dt += dtb
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    a = tl.where(tm, dt, 0.0) * A
+    cs = tl.cumsum(a, axis=0)
+    m_xp = tm[:, None] & pm[None, :]
+    Cv = tl.load(C_ptr + (row0 * G + g) * N + i[:, None] * (G * N) + n[None, :], mask=tm[:, None] & nm[None, :],
+                 other=0.0)
+    du = tl.load(dy_ptr + (row0 * H + h) * P + i[:, None] * (H * P) + p[None, :], mask=m_xp, other=0.0).to(acc)
+    if HAS_Z:
+        zv = tl.load(z_ptr + (row0 * H + h) * P + i[:, None] * (H * P) + p[None, :], mask=m_xp, other=0.0).to(acc)
+        du = du * zv * tl.sigmoid(zv)
+    return tl.dot(tl.trans((du * tl.exp(cs)[:, None]).to(op)), Cv.to(op), acc=dh * tl.exp(tl.sum(a, axis=0)),
+                  input_precision=PRECISION, out_dtype=acc)
+
+
+@triton.jit
 def _ssd_bwd_kernel(
         x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, states_ptr, dy_ptr, dhT_ptr,
         dx_ptr, dz_ptr, ddt_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, ddtb_ptr, dh0_ptr, seg_dh_ptr, seg_a_ptr,
-        L, H, G, P, N, n_blocks, seg_blocks, n_seg,
+        dhc_ptr, L, H, G, P, N, n_blocks, seg_blocks, n_seg, n_grp,
         HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr,
         SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, HAS_DHT: tl.constexpr, ADJ_ONLY: tl.constexpr,
+        ADJ_WALK: tl.constexpr, PAR_BLOCKS: tl.constexpr, CKPT: tl.constexpr,
         BC_PER_HEAD: tl.constexpr, BC_STORE: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
         BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
     # BC_PER_HEAD: dB, dC go to per-head float32 buffers (batch, L, H, N), summed over each group's
@@ -561,6 +598,10 @@ def _ssd_bwd_kernel(
     #   d(Δx) = Mᵀ du + w·(B dhᵀ)          dC = (du (Δx)ᵀ ∘ 𝓛) B + exp(cs)·(du h_in)
     #   dB = (du (Δx)ᵀ ∘ 𝓛)ᵀ C + w·(Δx dh)  dh_in = exp(cs_last) dh + (exp(cs)·du)ᵀ C
     # and the decays' gradient through the cumulative sums cs (see the module docstring).
+    # The two-pass backward: ADJ_WALK walks its segment computing only the adjoint (the true one, as
+    # the full pass), storing it after every group of CKPT blocks into dhc (n_grp groups); then
+    # PAR_BLOCKS runs one program per block (axis 2), which carries the adjoint stored after its group
+    # back to its block (adjoint updates only) and computes the block's gradients.
     # Segments (axis 2) as in the forward: with ADJ_ONLY, segment sg ≥ 1 computes only the adjoint at
     # its start from dh = 0 at its end (and its total log-decay); the full pass folds those of the later
     # segments into its dh before walking.
@@ -584,6 +625,7 @@ def _ssd_bwd_kernel(
     pn_mask = pm[:, None] & nm[None, :]
     bh64 = bh.to(tl.int64)
     A = tl.load(A_ptr + h).to(acc)
+    dtb = 0.0
     if HAS_DTB:
         dtb = tl.load(dtb_ptr + h).to(acc)
     if HAS_D:
@@ -592,7 +634,20 @@ def _ssd_bwd_kernel(
         else:
             Dv = tl.load(D_ptr + h).to(acc)
     dh = tl.zeros([BLOCK_P, BLOCK_N], dtype=acc)
-    if not ADJ_ONLY:
+    if PAR_BLOCKS:
+        blk_lo = sg
+        blk_hi = blk_lo + 1
+        grp = blk_lo // CKPT
+        dh = tl.load(dhc_ptr + (bh64 * n_grp + grp) * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
+        grp_last = tl.minimum(n_blocks, (grp + 1) * CKPT) - 1
+        for kk in range(0, grp_last - blk_lo):          # the group's later blocks, last first
+            t0 = (grp_last - kk) * BLOCK_T
+            dh = _adjoint_step(dh, dt_ptr, C_ptr, z_ptr, dy_ptr, b.to(tl.int64) * L + t0, t0, L, H, G, P, N,
+                               h, g, A, dtb, p, pm, n, nm, i, HAS_Z, HAS_DTB, SOFTPLUS, LOWP, PRECISION, BLOCK_T)
+    else:
+        blk_lo = sg * seg_blocks
+        blk_hi = tl.minimum(n_blocks, blk_lo + seg_blocks)
+    if not ADJ_ONLY and not PAR_BLOCKS:
         if HAS_DHT:
             dh = tl.load(dhT_ptr + bh64 * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
         for jj in range(0, n_seg - 1 - sg):          # later segments, last first
@@ -611,8 +666,6 @@ def _ssd_bwd_kernel(
     else:
         dbc_off = bn_off
     causal = i[:, None] >= i[None, :]
-    blk_lo = sg * seg_blocks
-    blk_hi = tl.minimum(n_blocks, blk_lo + seg_blocks)
     for kb in range(0, blk_hi - blk_lo):
         blk = blk_hi - 1 - kb
         t0 = blk * BLOCK_T
@@ -635,6 +688,9 @@ def _ssd_bwd_kernel(
         a_last = tl.sum(a, axis=0)
         e_cs = tl.exp(cs)
         w = tl.exp(a_last - cs)
+        if ADJ_WALK:          # the adjoint after every CKPT-th block (and after the last block)
+            if (blk % CKPT == CKPT - 1) | (blk == n_blocks - 1):
+                tl.store(dhc_ptr + (bh64 * n_grp + blk // CKPT) * P * N + pn_off, dh, mask=pn_mask)
         xv = tl.load(x_ptr + xp_base + xp_off, mask=m_xp, other=0.0).to(acc)
         Bv = tl.load(B_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
         Cv = tl.load(C_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
@@ -652,12 +708,12 @@ def _ssd_bwd_kernel(
             zv = tl.load(z_ptr + xp_base + xp_off, mask=m_xp, other=0.0).to(acc)
             sz = tl.sigmoid(zv)
             dz = dy * u * sz * (1.0 + zv * (1.0 - sz))
-            if not ADJ_ONLY:
+            if not (ADJ_ONLY or ADJ_WALK):
                 tl.store(dz_ptr + xp_base + xp_off, dz.to(dz_ptr.dtype.element_ty), mask=m_xp)
             du = dy * zv * sz
         else:
             du = dy
-        if not ADJ_ONLY:
+        if not (ADJ_ONLY or ADJ_WALK):
             # d(Δx): through the quadratic part and through the state at the block's end
             G1 = tl.dot(Bv.to(op), tl.trans(dh.to(op)), input_precision=PRECISION, out_dtype=acc)     # (T, BP): B dhᵀ
             dxdt = tl.dot(tl.trans(M.to(op)), du.to(op), input_precision=PRECISION, out_dtype=acc) + w[:, None] * G1
@@ -693,7 +749,7 @@ def _ssd_bwd_kernel(
         dh = tl.dot(tl.trans((du * e_cs[:, None]).to(op)), Cv.to(op), acc=dh * tl.exp(a_last),
                     input_precision=PRECISION, out_dtype=acc)
         a_total += a_last
-        if not ADJ_ONLY:
+        if not (ADJ_ONLY or ADJ_WALK):
             # x and the step sizes
             dx = dxdt * dt[:, None]
             if HAS_D:
@@ -709,7 +765,7 @@ def _ssd_bwd_kernel(
         tl.store(seg_dh_ptr + (bh64 * n_seg + sg) * P * N + pn_off, dh, mask=pn_mask)
         tl.store(seg_a_ptr + bh64 * n_seg + sg + tl.arange(0, 1), a_total,
                  mask=(tl.arange(0, 1) < 1) & (pid_p == 0))
-    else:
+    elif not ADJ_WALK:
         tl.atomic_add(dA_ptr + h, tl.sum(dA_acc, axis=0))
         if HAS_DTB:
             tl.atomic_add(ddtb_ptr + h, tl.sum(ddtb_acc, axis=0))
@@ -794,7 +850,8 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
         bp = min(32, max(16, triton.next_power_of_2(P)))
         return dict(block_t=16, block_p=bp, num_warps=1, num_stages=1, segments=1, maxnreg=None,
                     algorithm="single_pass", ckpt_blocks=4, heads_per_program=1, bwd_bc="atomic",
-                    bwd_block_t=16, bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1)
+                    bwd_algorithm="single_pass", bwd_ckpt_blocks=4, bwd_block_t=16, bwd_block_p=bp,
+                    bwd_num_warps=1, bwd_segments=1)
     BN = max(16, triton.next_power_of_2(N))
     warps, stages = 8, 1
     if dtype in (torch.float16, torch.bfloat16):
@@ -810,7 +867,8 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
         block_t, block_p = 16, 16
     block_p = min(block_p, max(16, triton.next_power_of_2(P)))
     cfg = dict(block_t=block_t, block_p=block_p, num_warps=warps, num_stages=stages, segments=1, maxnreg=None,
-               algorithm="single_pass", ckpt_blocks=4, heads_per_program=1, bwd_bc="atomic")
+               algorithm="single_pass", ckpt_blocks=4, heads_per_program=1, bwd_bc="atomic",
+               bwd_algorithm="single_pass", bwd_ckpt_blocks=4)
     # The backward (and the forward that saves its states) walks blocks of bwd_block_t steps.
     # Larger P-blocks mean fewer float32 atomics on dB, dC and dt (one per P-block and head).
     if dtype in (torch.float16, torch.bfloat16):
@@ -976,18 +1034,25 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, h0, states, dy, dhT, softplus, cfg)
         seg_blocks = triton.cdiv(n_blocks, max(1, cfg.get("bwd_segments", 1)))
         S = triton.cdiv(n_blocks, seg_blocks)
         seg_dh = seg_a = dummy
+        two_pass = cfg.get("bwd_algorithm", "single_pass") == "two_pass"
+        ck = cfg.get("bwd_ckpt_blocks", 4)
+        n_grp = triton.cdiv(n_blocks, ck)
+        dhc = torch.empty(batch * H, n_grp, P, N, dtype=acc, device=dev) if two_pass else dummy
         args = lambda: (x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), states, dy.contiguous(),  # noqa: E731
                         ptrs(None if dhT is None else dhT.to(acc).contiguous()),
-                        dx, ptrs(dz), ddt, dA, dB, dC, ptrs(dD), ptrs(ddtb), ptrs(dh0), seg_dh, seg_a,
-                        L, H, G, P, N, n_blocks, seg_blocks, S)
+                        dx, ptrs(dz), ddt, dA, dB, dC, ptrs(dD), ptrs(ddtb), ptrs(dh0), seg_dh, seg_a, dhc,
+                        L, H, G, P, N, n_blocks, seg_blocks, S, n_grp)
         grid = (batch * H, triton.cdiv(P, bcfg["block_p"]))
+        mode = dict(HAS_DHT=dhT is not None, BC_PER_HEAD=per_head, BC_STORE=bc_store, CKPT=ck, **flags)
         if S > 1:   # pass 1: each later segment's adjoint at its start, from zero at its end
             seg_dh = torch.empty(batch * H, S, P, N, dtype=acc, device=dev)
             seg_a = torch.empty(batch * H, S, dtype=acc, device=dev)
-            _ssd_bwd_kernel[(*grid, S - 1)](*args(), HAS_DHT=dhT is not None, ADJ_ONLY=True, BC_PER_HEAD=per_head,
-                                            BC_STORE=bc_store, **flags)
-        _ssd_bwd_kernel[(*grid, S)](*args(), HAS_DHT=dhT is not None, ADJ_ONLY=False, BC_PER_HEAD=per_head,
-                                    BC_STORE=bc_store, **flags)
+            _ssd_bwd_kernel[(*grid, S - 1)](*args(), ADJ_ONLY=True, ADJ_WALK=False, PAR_BLOCKS=False, **mode)
+        if two_pass:   # the adjoint after every group of ck blocks, then every block's gradients at once
+            _ssd_bwd_kernel[(*grid, S)](*args(), ADJ_ONLY=False, ADJ_WALK=True, PAR_BLOCKS=False, **mode)
+            _ssd_bwd_kernel[(*grid, n_blocks)](*args(), ADJ_ONLY=False, ADJ_WALK=False, PAR_BLOCKS=True, **mode)
+        else:
+            _ssd_bwd_kernel[(*grid, S)](*args(), ADJ_ONLY=False, ADJ_WALK=False, PAR_BLOCKS=False, **mode)
     else:
         dB.zero_()
         dC.zero_()
@@ -1060,7 +1125,8 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
         dt_softplus=False, return_final_states=False, *, block_t=None, block_p=None, num_warps=None,
         num_stages=None, segments=None, maxnreg=None, algorithm=None, ckpt_blocks=None, heads_per_program=None,
         backward="triton",
-        bwd_block_p=None, bwd_num_warps=None, bwd_segments=None, bwd_bc=None):
+        bwd_block_p=None, bwd_num_warps=None, bwd_segments=None, bwd_bc=None, bwd_algorithm=None,
+        bwd_ckpt_blocks=None):
     """Mamba-2's SSD layer core with the fused Triton kernel (see the module docstring).
 
     Args:
@@ -1085,6 +1151,9 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
         backward: ``"triton"`` (the fused backward kernel) or ``"reference"``
             (recomputation through :func:`ssd_chunked_ref` under autograd).
         bwd_block_p, bwd_num_warps, bwd_segments: the backward kernel's launch configuration.
+        bwd_algorithm, bwd_ckpt_blocks: ``"single_pass"`` (one program walks its blocks backwards)
+            or ``"two_pass"`` (a walk computes only the adjoint, kept after every
+            ``bwd_ckpt_blocks``-th block; then one program per block computes its gradients).
         bwd_bc: how the backward sums dB and dC over the heads of a group: ``"atomic"``
             (float32 atomics on (batch, L, G, N)) or ``"per_head"`` (a float32 buffer per head,
             (batch, L, H, N), summed afterwards: H/G times the memory, no contention).
@@ -1101,6 +1170,10 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
     _check_args(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states)
     batch, L, H, P = x.shape
     cfg = _launch_config(batch, H, P, B.shape[3], L, x.dtype)
+    if bwd_algorithm is not None:
+        if bwd_algorithm not in ("single_pass", "two_pass"):
+            raise ValueError(f"bwd_algorithm must be 'single_pass' or 'two_pass', got {bwd_algorithm!r}")
+        cfg["bwd_algorithm"] = bwd_algorithm
     if bwd_bc is not None:
         if bwd_bc not in ("atomic", "per_head"):
             raise ValueError(f"bwd_bc must be 'atomic' or 'per_head', got {bwd_bc!r}")
@@ -1111,8 +1184,8 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
         cfg["algorithm"] = algorithm
     for k, v in dict(block_t=block_t, block_p=block_p, num_warps=num_warps, num_stages=num_stages,
                      segments=segments, maxnreg=maxnreg, ckpt_blocks=ckpt_blocks,
-                     heads_per_program=heads_per_program, bwd_block_p=bwd_block_p,
-                     bwd_num_warps=bwd_num_warps, bwd_segments=bwd_segments).items():
+                     heads_per_program=heads_per_program, bwd_ckpt_blocks=bwd_ckpt_blocks,
+                     bwd_block_p=bwd_block_p, bwd_num_warps=bwd_num_warps, bwd_segments=bwd_segments).items():
         if v is not None:
             checks.positive_int(k, v)
             cfg[k] = v

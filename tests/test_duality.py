@@ -152,6 +152,26 @@ def test_two_pass_16bit_and_gradients():
         assert rel_err(u, v) < 1e-9, k
 
 
+@pytest.mark.parametrize("L", [16, 37, 100])
+@pytest.mark.parametrize("ckpt,segments,bc", [(1, 1, "atomic"), (3, 1, "per_head"), (2, 2, "atomic"),
+                                              (4, 3, "per_head")])
+def test_backward_two_pass(L, ckpt, segments, bc):
+    """The two-pass backward (the adjoint walk keeps a checkpoint every ``ckpt`` blocks, then one
+    program per block): every gradient equals autograd through the linear form, in float64."""
+    a = make(2, L, 4, 20, 2, 16, D="matrix")
+    names = ["x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states"]
+    for k in names:
+        a[k].requires_grad_(True)
+    y_ref, h_ref = call(ssd_linear_ref, a, dt_softplus=True, return_final_states=True)
+    gy, gh = torch.randn_like(y_ref), torch.randn_like(h_ref)
+    want = torch.autograd.grad([y_ref, h_ref], [a[k] for k in names], [gy, gh])
+    y, h = call(ssd, a, 16, dt_softplus=True, return_final_states=True, bwd_algorithm="two_pass",
+                bwd_ckpt_blocks=ckpt, bwd_segments=segments, bwd_bc=bc)
+    got = torch.autograd.grad([y, h], [a[k] for k in names], [gy, gh])
+    for k, u, v in zip(names, got, want):
+        assert rel_err(u, v) < 1e-9, k
+
+
 @pytest.mark.parametrize("block_p", [16, 32])
 def test_backward_per_head_dB_dC(block_p):
     """dB and dC through per-head buffers summed over each group (plain stores with one P-block
@@ -419,6 +439,7 @@ def test_bad_input_names_the_argument(name, bad, exc, match):
     (dict(backward="torch"), ValueError, "backward"), (dict(algorithm="chunked"), ValueError, "algorithm"),
     (dict(ckpt_blocks=0), ValueError, "ckpt_blocks"), (dict(bwd_bc="shared"), ValueError, "bwd_bc"),
     (dict(heads_per_program=3), ValueError, "heads_per_program"),
+    (dict(bwd_algorithm="parallel"), ValueError, "bwd_algorithm"), (dict(bwd_ckpt_blocks=-1), ValueError, "bwd_ckpt"),
 ])
 def test_bad_launch_overrides(kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -612,8 +633,9 @@ def test_gpu_every_backward_config():
     gy = torch.randn_like(y_ref)
     g_ref = torch.autograd.grad(y_ref, [hi[k] for k in names], gy)
     for T, BP, nw in SWEEP_BWD_TILES:
-        for S, bc in ((1, "atomic"), (4, "atomic"), (1, "per_head"), (4, "per_head")):
-            cfg = dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=S, bwd_bc=bc)
+        for S, bc, alg in ((1, "atomic", "single_pass"), (4, "atomic", "single_pass"), (1, "per_head", "two_pass"),
+                           (4, "per_head", "single_pass"), (4, "atomic", "two_pass")):
+            cfg = dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=S, bwd_bc=bc, bwd_algorithm=alg)
             y = call(ssd, lo, 64, dt_softplus=True, **cfg)
             g = torch.autograd.grad(y, [lo[k] for k in names], gy.to(y.dtype))
             for k, u, v in zip(names, g, g_ref):

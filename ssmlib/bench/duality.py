@@ -21,7 +21,8 @@ Writes under ``book/results/``:
 * with ``--sweep``, ``ssd_sweep.json``: launch configurations of the forward
   at both shapes (single pass: block_t, block_p, num_warps, num_stages,
   segments, maxnreg; two-pass: also ckpt_blocks and heads_per_program), and of
-  fwd+bwd (block_t, bwd_block_p, bwd_num_warps, bwd_segments, bwd_bc), each
+  fwd+bwd (block_t, bwd_block_p, bwd_num_warps, bwd_segments, bwd_bc,
+  bwd_algorithm, bwd_ckpt_blocks), each
   with its error against the float32 reference (``rel_err``, ``accurate``);
   ``"best"`` names the fastest accurate one of each, to copy into
   ``ssmlib.duality._launch_config``.
@@ -314,8 +315,8 @@ SWEEP_TWO_PASS = [(64, 64, 8, 1, 4, 1), (64, 64, 8, 1, 2, 1), (64, 64, 8, 1, 8, 
 
 
 #: Backward launch configurations the sweep times (block_t, bwd_block_p, bwd_num_warps).
-#: (The first sweep's four fastest of eight; P-blocks of 16 took 40 ms.)
-SWEEP_BWD_TILES = [(32, 64, 8), (32, 32, 4), (16, 64, 8), (64, 64, 8)]
+#: (The first sweep's three fastest of eight; P-blocks of 16 took 40 ms.)
+SWEEP_BWD_TILES = [(32, 64, 8), (32, 32, 4), (16, 64, 8)]
 
 
 #: A configuration whose output (or gradient) differs from the float32 reference by more than
@@ -411,9 +412,12 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
         b3, f3, roof3 = _floor(**shape, ceil=ceil, factor=3.0)
         leaves = {k: inp[k].detach().requires_grad_(True) for k in names}
         largs = (leaves["x"], leaves["dt"], inp["A"], leaves["B"], leaves["C"], shape["chunk"])
-        bwd_cfgs = [dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=BS, bwd_bc=bc)
-                    for T, BP, nw in bwd_tiles for BS in (segments[1:] if few_programs else (1,))
-                    for bc in ("atomic", "per_head")]
+        variants = [("atomic", "single_pass", None), ("per_head", "single_pass", None), ("atomic", "two_pass", 4),
+                    ("per_head", "two_pass", 4), ("per_head", "two_pass", 8)]
+        bwd_cfgs = [dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=BS, bwd_bc=bc, bwd_algorithm=alg,
+                         **({"bwd_ckpt_blocks": ck} if ck else {}))
+                    for T, BP, nw in bwd_tiles for BS in ((segments[1], segments[-1]) if few_programs else (1,))
+                    for bc, alg, ck in variants]
         for cfg in bwd_cfgs:
 
             def step(cfg=cfg):
@@ -444,7 +448,8 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
                 best[f"batch{shape['batch']}_L{shape['L']}_{pas}"] = {
                     k: b[k] for k in ("algorithm", "block_t", "block_p", "num_warps", "num_stages", "segments",
                                       "maxnreg", "ckpt_blocks", "heads_per_program", "bwd_block_p", "bwd_num_warps",
-                                      "bwd_segments", "bwd_bc", "median_ms", "rel_err") if k in b}
+                                      "bwd_segments", "bwd_bc", "bwd_algorithm", "bwd_ckpt_blocks", "median_ms",
+                                      "rel_err") if k in b}
     return {"benchmark": "ssd_sweep", **environment(), "ceilings": ceil, "tolerance": SWEEP_TOL, "best": best,
             "errors": errors, "rows": rows}
 
@@ -548,12 +553,16 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
         sig = {n: "*fp32" for n in k.arg_names if n.endswith("_ptr")}
         sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "dx_ptr", "dz_ptr",
                                              "seg_dh_ptr", "seg_a_ptr", "dhT_ptr")})   # placeholders, as above
-        sig.update({n: "i32" for n in ("L", "H", "G", "P", "N", "n_blocks", "seg_blocks", "n_seg")})
-        for kernel, adj, per_head in (("bwd", False, False), ("bwd_adjoint_only", True, False),
-                                      ("bwd_bc_per_head", False, True)):
+        sig.update({n: "i32" for n in ("L", "H", "G", "P", "N", "n_blocks", "seg_blocks", "n_seg", "n_grp")})
+        for kernel, adj, walk, par, per_head in (("bwd", False, False, False, False),
+                                                 ("bwd_adjoint_only", True, False, False, False),
+                                                 ("bwd_bc_per_head", False, False, False, True),
+                                                 ("bwd_two_pass_walk", False, True, False, False),
+                                                 ("bwd_two_pass_blocks", False, False, True, True)):
             cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True, HAS_DHT=True,
-                      ADJ_ONLY=adj, BC_PER_HEAD=per_head, BC_STORE=per_head, LOWP=dtype in ("bf16", "fp16"),
-                      PRECISION="tf32x3", BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
+                      ADJ_ONLY=adj, ADJ_WALK=walk, PAR_BLOCKS=par, CKPT=4, BC_PER_HEAD=per_head,
+                      BC_STORE=per_head, LOWP=dtype in ("bf16", "fp16"), PRECISION="tf32x3", BLOCK_T=T, BLOCK_P=BP,
+                      BLOCK_N=BN)
             rec = {"kernel": kernel, "dtype": dtype, "block_t": T, "block_p": BP,
                    "N": N, "num_warps": nw, "num_stages": ns}
             out.append(_compile_one(rec, k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N"],
