@@ -1204,10 +1204,13 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
     _pow2_at_least_16("block_t", cfg["block_t"])
     _pow2_at_least_16("block_p", cfg["block_p"])
     if not runtime.INTERPRET:
-        for warps in ("num_warps", "bwd_num_warps"):
-            if cfg["block_t"] > MAX_STEPS_PER_WARP * cfg[warps]:
+        # the tiles each kernel will run: with a Triton backward, the forward walks bwd_block_t steps too
+        pairs = [("bwd_block_t", "num_warps"), ("bwd_block_t", "bwd_num_warps")] if (
+            cfg["need_grad"] and backward == "triton") else [("block_t", "num_warps")]
+        for steps, warps in pairs:
+            if cfg[steps] > MAX_STEPS_PER_WARP * cfg[warps]:
                 raise ValueError(
-                    f"block_t={cfg['block_t']} with {warps}={cfg[warps]}: block_t must be at most "
+                    f"{steps}={cfg[steps]} with {warps}={cfg[warps]}: {steps} must be at most "
                     f"{MAX_STEPS_PER_WARP}·{warps} (the compiled kernel computed wrong outputs and read out "
                     f"of bounds beyond that on the H200, Triton {triton.__version__}; book/results/ssd_sweep.json)")
     return _SSD.apply(x, dt, A, B, C, D, z, dt_bias, initial_states, chunk_size, dt_softplus,

@@ -265,8 +265,14 @@ def test_too_many_steps_per_warp_is_refused(monkeypatch):
     monkeypatch.setattr(duality.runtime, "INTERPRET", False)
     with pytest.raises(ValueError, match="block_t=64 with num_warps=4"):
         call(ssd, _good(), 16, block_t=64, num_warps=4)
-    with pytest.raises(ValueError, match="bwd_num_warps=2"):
-        call(ssd, _good(), 16, block_t=32, num_warps=8, bwd_num_warps=2)
+    grad = {k: (v.requires_grad_(True) if k == "x" else v) for k, v in _good().items()}
+    with pytest.raises(ValueError, match="bwd_block_t=32 with bwd_num_warps=2"):
+        call(ssd, grad, 16, block_t=32, num_warps=8, bwd_num_warps=2)
+    with pytest.raises(ValueError, match="bwd_block_t=32 with num_warps=2"):   # the forward saving states
+        call(ssd, grad, 16, block_t=32, num_warps=2, bwd_num_warps=8)
+    with torch.no_grad():      # no backward: only the forward's tile counts
+        with pytest.raises(ValueError, match="block_t=64 with num_warps=4"):
+            call(ssd, grad, 16, block_t=64, num_warps=4, bwd_num_warps=8)
 
 
 # ---------------------------------------------------------------- gradients
