@@ -692,6 +692,22 @@ def test_bench_dry_run_on_cpu(monkeypatch, tmp_path):
     assert sum(r.get("algorithm") == "two_pass" for r in sw["rows"]) == 2
     again = bench.ssd_sweep(ceil, shapes=tiny, progress=progress, **grid)     # resumes: nothing left to run
     assert again["rows"] == sw["rows"]
+    # a CUDA error poisons the context: the sweep records it and stops; the next run resumes after it
+    real_ssd, calls = bench.ssd, []
+
+    def poisoned(*a, **k):
+        calls.append(k)
+        if k.get("block_p") == 32:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real_ssd(*a, **k)
+    monkeypatch.setattr(bench, "ssd", poisoned)
+    grid2 = dict(grid, tiles=[(16, 32, 1, 1, None), (16, 16, 1, 1, None)], segments=(1,))
+    fresh = tmp_path / "sweep2.jsonl"
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        bench.ssd_sweep(ceil, shapes=tiny, progress=fresh, **grid2)
+    resumed = bench.ssd_sweep(ceil, shapes=tiny, progress=fresh, **grid2)
+    assert [e["block_p"] for e in resumed["errors"]] == [32]
+    assert any(r.get("block_p") == 16 for r in resumed["rows"])
     step = bench.step_benchmark(ceil, batch=2, H=2, P=16, N=16)
     assert step["median_ms"] > 0
 

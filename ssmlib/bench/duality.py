@@ -412,11 +412,14 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
         b3, f3, roof3 = _floor(**shape, ceil=ceil, factor=3.0)
         leaves = {k: inp[k].detach().requires_grad_(True) for k in names}
         largs = (leaves["x"], leaves["dt"], inp["A"], leaves["B"], leaves["C"], shape["chunk"])
+        # few programs: the second-smallest and the largest segment counts (one more launch each)
+        bwd_segments = tuple(dict.fromkeys((segments[min(1, len(segments) - 1)], segments[-1]))) if few_programs \
+            else (1,)
         variants = [("atomic", "single_pass", None), ("per_head", "single_pass", None), ("atomic", "two_pass", 4),
                     ("per_head", "two_pass", 4), ("per_head", "two_pass", 8)]
         bwd_cfgs = [dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=BS, bwd_bc=bc, bwd_algorithm=alg,
                          **({"bwd_ckpt_blocks": ck} if ck else {}))
-                    for T, BP, nw in bwd_tiles for BS in ((segments[1], segments[-1]) if few_programs else (1,))
+                    for T, BP, nw in bwd_tiles for BS in bwd_segments
                     for bc, alg, ck in variants]
         for cfg in bwd_cfgs:
 
