@@ -694,7 +694,7 @@ def _selective_scan_fwd_row_kernel(
     # that the load is not vectorised (4 channels a thread, the warps then splitting N).
     # BLOCK_D = 32 · num_warps. B_t, C_t (the same for all channels) are broadcast loads of the
     # transposed (batch, [G,] L, N) copies. The chunk's u, Δ, z arrive in their own (coalesced)
-    # layout and are converted once per chunk. Segments, checkpoints and the last state as in
+    # layout and are converted once per chunk; u and Δ are loaded a chunk ahead. Segments, checkpoints and the last state as in
     # _selective_scan_fwd_pipe_kernel (same arguments; A_ptr, and B_ptr / C_ptr when fixed,
     # point at the transposed (N, dim) copies).
     pid = tl.program_id(0)
@@ -741,12 +741,20 @@ def _selective_scan_fwd_row_kernel(
         X = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     if STATES_ONLY:
         dtsum = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+    # the first chunk's u and Δ; each chunk then loads the next one's before computing (loop-carried)
+    tt = t0 + t_in
+    m2 = dmask[:, None] & (tt < t1)[None, :]
+    U = tl.load(u_ptr + rows[:, None] * L + tt[None, :], mask=m2, other=0.0)
+    DTr = tl.load(delta_ptr + rows[:, None] * L + tt[None, :], mask=m2, other=0.0)
     for k in range(t0, t1, BLOCK_T):
         tt = k + t_in
         m2 = dmask[:, None] & (tt < t1)[None, :]
         offs = rows[:, None] * L + tt[None, :]
-        Uf = tl.load(u_ptr + offs, mask=m2, other=0.0).to(acc)
-        DT = tl.load(delta_ptr + offs, mask=m2, other=0.0).to(acc)
+        m2_n = dmask[:, None] & (tt + BLOCK_T < t1)[None, :]
+        U_n = tl.load(u_ptr + offs + BLOCK_T, mask=m2_n, other=0.0)
+        DTr_n = tl.load(delta_ptr + offs + BLOCK_T, mask=m2_n, other=0.0)
+        Uf = U.to(acc)
+        DT = DTr.to(acc)
         if HAS_BIAS:
             DT += bias
         if SOFTPLUS:
@@ -790,6 +798,8 @@ def _selective_scan_fwd_row_kernel(
                 Zf = tl.load(z_ptr + offs, mask=m2, other=0.0).to(acc)
                 Y *= Zf * tl.sigmoid(Zf)
             tl.store(out_ptr + offs, Y.to(out_ptr.dtype.element_ty), mask=m2)
+        U = U_n
+        DTr = DTr_n
     if STATES_ONLY:
         tl.store(seg_row[:, None] + ncol, X, mask=nmask)
         tl.store(seg_row + N, tl.sum(dtsum, 1), mask=dmask)
