@@ -846,12 +846,13 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
     (``--compile-only``: registers and spills), not yet swept.
     In the interpreter: small tiles, one segment.
     """
+    # the algorithms: the measured single-pass ones until the two-pass ones have run on the GPU
+    algorithms = dict(algorithm="single_pass", ckpt_blocks=4, heads_per_program=1, bwd_algorithm="single_pass",
+                      bwd_ckpt_blocks=4, bwd_bc="atomic")
     if runtime.INTERPRET:
         bp = min(32, max(16, triton.next_power_of_2(P)))
-        return dict(block_t=16, block_p=bp, num_warps=1, num_stages=1, segments=1, maxnreg=None,
-                    algorithm="single_pass", ckpt_blocks=4, heads_per_program=1, bwd_bc="atomic",
-                    bwd_algorithm="single_pass", bwd_ckpt_blocks=4, bwd_block_t=16, bwd_block_p=bp,
-                    bwd_num_warps=1, bwd_segments=1)
+        return dict(block_t=16, block_p=bp, num_warps=1, num_stages=1, segments=1, maxnreg=None, bwd_block_t=16,
+                    bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1, **algorithms)
     BN = max(16, triton.next_power_of_2(N))
     warps, stages = 8, 1
     if dtype in (torch.float16, torch.bfloat16):
@@ -867,8 +868,7 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
         block_t, block_p = 16, 16
     block_p = min(block_p, max(16, triton.next_power_of_2(P)))
     cfg = dict(block_t=block_t, block_p=block_p, num_warps=warps, num_stages=stages, segments=1, maxnreg=None,
-               algorithm="single_pass", ckpt_blocks=4, heads_per_program=1, bwd_bc="atomic",
-               bwd_algorithm="single_pass", bwd_ckpt_blocks=4)
+               **algorithms)
     # The backward (and the forward that saves its states) walks blocks of bwd_block_t steps.
     # Larger P-blocks mean fewer float32 atomics on dB, dC and dt (one per P-block and head).
     if dtype in (torch.float16, torch.bfloat16):
@@ -972,8 +972,8 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
     seg_len = triton.cdiv(triton.cdiv(L, max(1, cfg["segments"])), T) * T   # whole blocks per segment
     S = triton.cdiv(L, seg_len)
     n_blocks = triton.cdiv(L, T)
-    two_pass = cfg.get("algorithm", "single_pass") == "two_pass"
-    ck = cfg.get("ckpt_blocks", 4) if two_pass and not save_states else 1
+    two_pass = cfg["algorithm"] == "two_pass"
+    ck = cfg["ckpt_blocks"] if two_pass and not save_states else 1
     n_ckpt = triton.cdiv(n_blocks, ck)
     common = _kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N)
     dummy = y
@@ -998,7 +998,7 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
         STORE_STATES=states is not None, CKPT=ck, **common)
     if two_pass:
         out_flags = {k: v for k, v in common.items() if k != "HAS_H0"}
-        heads = cfg.get("heads_per_program", 1)
+        heads = cfg["heads_per_program"]
         _ssd_out_kernel[(batch * (H // heads), triton.cdiv(P, BP), n_blocks)](
             x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), states, y, L, H, G, P, N, n_ckpt, CKPT=ck,
             HEADS=heads, **out_flags)
@@ -1015,7 +1015,7 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, h0, states, dy, dhT, softplus, cfg)
     dz = torch.empty_like(z) if z is not None else None
     ddt = torch.zeros(batch, L, H, dtype=acc, device=dev)
     dA = torch.zeros(H, dtype=acc, device=dev)
-    per_head = cfg.get("bwd_bc", "atomic") == "per_head" and H > G
+    per_head = cfg["bwd_bc"] == "per_head" and H > G
     n_pb = triton.cdiv(P, cfg["bwd_block_p"])
     bc_store = per_head and n_pb == 1
     bc_shape = (batch, L, H if per_head else G, N)
@@ -1034,8 +1034,8 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, h0, states, dy, dhT, softplus, cfg)
         seg_blocks = triton.cdiv(n_blocks, max(1, cfg.get("bwd_segments", 1)))
         S = triton.cdiv(n_blocks, seg_blocks)
         seg_dh = seg_a = dummy
-        two_pass = cfg.get("bwd_algorithm", "single_pass") == "two_pass"
-        ck = cfg.get("bwd_ckpt_blocks", 4)
+        two_pass = cfg["bwd_algorithm"] == "two_pass"
+        ck = cfg["bwd_ckpt_blocks"]
         n_grp = triton.cdiv(n_blocks, ck)
         dhc = torch.empty(batch * H, n_grp, P, N, dtype=acc, device=dev) if two_pass else dummy
         args = lambda: (x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), states, dy.contiguous(),  # noqa: E731

@@ -49,6 +49,22 @@ def call(fn, a, *chunk, **kw):
               initial_states=a["initial_states"], **kw)
 
 
+def assert_grads_match_linear_form(a, tol, chunk=16, **kw):
+    """Every gradient of ``ssd(..., dt_softplus=True, return_final_states=True, **kw)`` (of y and of the
+    final state, for random cotangents) against autograd through the linear form, with respect to
+    every tensor of ``a`` that is not None; same dtype and shape, relative error below ``tol``."""
+    a = {k: None if v is None else v.detach().requires_grad_(True) for k, v in a.items()}
+    names = [k for k, v in a.items() if v is not None]
+    y, h = call(ssd, a, chunk, dt_softplus=True, return_final_states=True, **kw)
+    gy, gh = torch.randn_like(y), torch.randn_like(h)
+    got = torch.autograd.grad([y, h], [a[k] for k in names], [gy, gh])
+    y_ref, h_ref = call(ssd_linear_ref, a, dt_softplus=True, return_final_states=True)
+    want = torch.autograd.grad([y_ref, h_ref], [a[k] for k in names], [gy, gh])
+    for k, u, v in zip(names, got, want):
+        assert u.dtype == a[k].dtype and u.shape == a[k].shape, (kw, k)
+        assert rel_err(u, v) < tol, (kw, k)
+
+
 # ---------------------------------------------------------------- the three forms agree
 @pytest.mark.parametrize("L,Q", [(1, 16), (7, 4), (63, 16), (64, 16), (65, 32), (100, 7)])
 @pytest.mark.parametrize("G", [1, 2, 4])
@@ -141,15 +157,7 @@ def test_two_pass_16bit_and_gradients():
     y_ref = call(ssd_linear_ref, {k: None if v is None else v.double() for k, v in lo.items()}, dt_softplus=True)
     y = call(ssd, lo, 16, dt_softplus=True, algorithm="two_pass", ckpt_blocks=2)
     assert y.dtype == torch.float16 and rel_err(y, y_ref) < 1e-2
-    names = ["x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states"]
-    for k in names:
-        a[k].requires_grad_(True)
-    y = call(ssd, a, 16, dt_softplus=True, algorithm="two_pass")
-    gy = torch.randn_like(y)
-    got = torch.autograd.grad(y, [a[k] for k in names], gy)
-    want = torch.autograd.grad(call(ssd_linear_ref, a, dt_softplus=True), [a[k] for k in names], gy)
-    for k, u, v in zip(names, got, want):
-        assert rel_err(u, v) < 1e-9, k
+    assert_grads_match_linear_form(a, 1e-9, algorithm="two_pass")
 
 
 @pytest.mark.parametrize("L", [16, 37, 100])
@@ -158,18 +166,8 @@ def test_two_pass_16bit_and_gradients():
 def test_backward_two_pass(L, ckpt, segments, bc):
     """The two-pass backward (the adjoint walk keeps a checkpoint every ``ckpt`` blocks, then one
     program per block): every gradient equals autograd through the linear form, in float64."""
-    a = make(2, L, 4, 20, 2, 16, D="matrix")
-    names = ["x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states"]
-    for k in names:
-        a[k].requires_grad_(True)
-    y_ref, h_ref = call(ssd_linear_ref, a, dt_softplus=True, return_final_states=True)
-    gy, gh = torch.randn_like(y_ref), torch.randn_like(h_ref)
-    want = torch.autograd.grad([y_ref, h_ref], [a[k] for k in names], [gy, gh])
-    y, h = call(ssd, a, 16, dt_softplus=True, return_final_states=True, bwd_algorithm="two_pass",
-                bwd_ckpt_blocks=ckpt, bwd_segments=segments, bwd_bc=bc)
-    got = torch.autograd.grad([y, h], [a[k] for k in names], [gy, gh])
-    for k, u, v in zip(names, got, want):
-        assert rel_err(u, v) < 1e-9, k
+    assert_grads_match_linear_form(make(2, L, 4, 20, 2, 16, D="matrix"), 1e-9, bwd_algorithm="two_pass",
+                                   bwd_ckpt_blocks=ckpt, bwd_segments=segments, bwd_bc=bc)
 
 
 @pytest.mark.parametrize("block_p", [16, 32])
@@ -177,16 +175,8 @@ def test_backward_per_head_dB_dC(block_p):
     """dB and dC through per-head buffers summed over each group (plain stores with one P-block
     per head, atomics between P-blocks otherwise) equal the shared atomics and the reference."""
     a = make(2, 37, 4, 20, 2, 16)
-    names = ["x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states"]
-    for k in names:
-        a[k].requires_grad_(True)
-    gy = torch.randn(2, 37, 4, 20, dtype=torch.float64, device=DEV)
-    want = torch.autograd.grad(call(ssd_linear_ref, a, dt_softplus=True), [a[k] for k in names], gy)
     for bc in ("atomic", "per_head"):
-        y = call(ssd, a, 16, dt_softplus=True, bwd_bc=bc, bwd_block_p=block_p)
-        got = torch.autograd.grad(y, [a[k] for k in names], gy)
-        for k, u, v in zip(names, got, want):
-            assert rel_err(u, v) < 1e-9, (bc, k)
+        assert_grads_match_linear_form(a, 1e-9, bwd_bc=bc, bwd_block_p=block_p)
 
 
 def test_optional_arguments_off():
@@ -277,17 +267,7 @@ def test_too_many_steps_per_warp_is_refused(monkeypatch):
 
 # ---------------------------------------------------------------- gradients
 def test_gradients_match_the_linear_form():
-    a = make(1, 21, 2, 16, 1, 16, D="matrix")
-    names = ["x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_states"]
-    for k in names:
-        a[k].requires_grad_(True)
-    y, h = call(ssd, a, 8, dt_softplus=True, return_final_states=True)
-    gy, gh = torch.randn_like(y), torch.randn_like(h)
-    g = torch.autograd.grad([y, h], [a[k] for k in names], [gy, gh])
-    y_ref, h_ref = call(ssd_linear_ref, a, dt_softplus=True, return_final_states=True)
-    g_ref = torch.autograd.grad([y_ref, h_ref], [a[k] for k in names], [gy, gh])
-    for k, u, v in zip(names, g, g_ref):
-        assert rel_err(u, v) < 1e-9, k
+    assert_grads_match_linear_form(make(1, 21, 2, 16, 1, 16, D="matrix"), 1e-9, chunk=8)
 
 
 GRAD_CASES = [  # (L, H, P, G, N, D, with_z, segments (forward, backward), block_p)
@@ -305,18 +285,8 @@ def test_backward_kernel_every_argument(L, H, P, G, N, D, with_z, segments, bloc
     a = make(2, L, H, P, G, N, D=D)
     if not with_z:
         a["z"] = None
-    names = [k for k, v in a.items() if v is not None]
-    for k in names:
-        a[k].requires_grad_(True)
-    y, h = call(ssd, a, 16, dt_softplus=True, return_final_states=True, segments=segments[0], block_p=block_p,
-                backward=backward, bwd_segments=segments[1], bwd_block_p=block_p)
-    gy, gh = torch.randn_like(y), torch.randn_like(h)
-    g = torch.autograd.grad([y, h], [a[k] for k in names], [gy, gh])
-    y_ref, h_ref = call(ssd_linear_ref, a, dt_softplus=True, return_final_states=True)
-    g_ref = torch.autograd.grad([y_ref, h_ref], [a[k] for k in names], [gy, gh])
-    for k, u, v in zip(names, g, g_ref):
-        assert u.dtype == a[k].dtype and u.shape == a[k].shape, k
-        assert rel_err(u, v) < 1e-10, k
+    assert_grads_match_linear_form(a, 1e-10, segments=segments[0], block_p=block_p, backward=backward,
+                                   bwd_segments=segments[1], bwd_block_p=block_p)
 
 
 def test_backward_final_state_unused_and_no_softplus():

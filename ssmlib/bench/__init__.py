@@ -76,6 +76,11 @@ def ceilings() -> dict:
     return {"copy_GBps": copy_GBps, **rates}
 
 
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖ / ‖b‖ (Frobenius, in float32): how far a configuration's result is from the reference."""
+    return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30))
+
+
 def roofline_ms(nbytes: float, flops: float, ceil: dict, rate: str = "fp32_TFLOPs") -> float:
     """max(bytes at copy speed, flops at the measured ``rate``), in milliseconds."""
     return max(nbytes / (ceil["copy_GBps"] * 1e9), flops / (ceil[rate] * 1e12)) * 1e3

@@ -92,7 +92,7 @@ import torch
 import torch.nn.functional as F
 
 from ..duality import ssd, ssd_step
-from . import ceilings, compile_sm90, environment, in_compiler_subprocess, median_ms, roofline_ms
+from . import ceilings, compile_sm90, environment, in_compiler_subprocess, median_ms, rel_err, roofline_ms
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -324,10 +324,6 @@ SWEEP_BWD_TILES = [(32, 64, 8), (32, 32, 4), (16, 64, 8)]
 SWEEP_TOL = 3e-2
 
 
-def _rel_err(a, b) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30))
-
-
 def _references(inp, chunk, grads):
     """float32 output of ``ssd_chunked_ref`` on the benchmark's inputs and, for ``grads``, the
     gradients of ⟨y, gy⟩ for a fixed random gy."""
@@ -407,7 +403,7 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
                      if (shape["H"] // shape["G"]) % hp == 0]
         for cfg in fwd_cfgs:
             attempt(json.dumps([shape, "fwd", cfg]), shape, "fwd", cfg, lambda cfg=cfg: ssd(*args, **kw, **cfg),
-                    lambda cfg=cfg: _rel_err(ssd(*args, **kw, **cfg), y_ref), nbytes, flops, roof)
+                    lambda cfg=cfg: rel_err(ssd(*args, **kw, **cfg), y_ref), nbytes, flops, roof)
         # the backward: fwd+bwd with the forward saving states every block_t steps
         b3, f3, roof3 = _floor(**shape, ceil=ceil, factor=3.0)
         leaves = {k: inp[k].detach().requires_grad_(True) for k in names}
@@ -430,7 +426,7 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
             def check(cfg=cfg):
                 y = ssd(*largs, **kw, **cfg)
                 g = torch.autograd.grad(y, [leaves[k] for k in names], gy.to(y.dtype))
-                return max(_rel_err(u, g_ref[k]) for k, u in zip(names, g))
+                return max(rel_err(u, g_ref[k]) for k, u in zip(names, g))
             attempt(json.dumps([shape, "fwd+bwd", cfg]), shape, "fwd+bwd", cfg, step, check, b3, f3, roof3,
                     warmup=5, rep=50)
         del inp, leaves, y_ref, g_ref

@@ -44,7 +44,7 @@ import triton
 import triton.language as tl
 
 from ..selective import (selective_scan, selective_scan_ref, selective_scan_unfused, selective_state_update)
-from . import compile_sm90, environment, in_compiler_subprocess, median_ms
+from . import compile_sm90, environment, in_compiler_subprocess, median_ms, rel_err
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -300,10 +300,6 @@ def bwd_config_dict(c) -> dict:
     return dict(bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2], bwd_flip=c[3])
 
 
-def _rel(a, b) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30))
-
-
 def _grads(t, config=None):
     """(out, grads of every input) for a fixed random dout, with ``config``."""
     leaves = _leaves(t)
@@ -315,6 +311,27 @@ def _grads(t, config=None):
 #: Largest relative (Frobenius) difference from the default configuration a swept one may have:
 #: the default's output is checked against the float64 reference by the GPU tests.
 SWEEP_TOL = {"float32": 1e-4, "bfloat16": 1e-2}
+
+
+def _sweep_forward(t, shape, fwd_configs, ceil) -> list[dict]:
+    """A row per forward configuration on the inputs ``t``: median time, and the difference from
+    the default configuration's output (``rel_err``, ``accurate``)."""
+    nbytes, exps = counts(shape["batch"], shape["dim"], shape["L"], shape["N"], t["u"].element_size())
+    ref = _call(selective_scan, t)
+    rows = []
+    for c in fwd_configs:
+        cfg = fwd_config_dict(c)
+        try:
+            err = rel_err(_call(selective_scan, t, config=cfg), ref)
+            ms = median_ms(lambda: _call(selective_scan, t, config=cfg))
+        except Exception as e:  # a configuration that does not compile (registers, shared memory)
+            print(f"  fwd {cfg}: {type(e).__name__}: {str(e)[:120]}")
+            continue
+        rows.append(_row("triton", shape, ms, nbytes, exps, ceil, **cfg, rel_err=err,
+                         accurate=err < SWEEP_TOL[shape["dtype"]]))
+        print(f"  fwd batch {shape['batch']} L {shape['L']} {shape['dtype']} {cfg}: {ms:.4f} ms, "
+              f"rel_err {err:.1e}", flush=True)
+    return rows
 
 
 def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_configs=None, bwd_serial_configs=None,
@@ -332,51 +349,27 @@ def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_co
     for dtype in (torch.bfloat16, torch.float32):
         t = _inputs(batch, dim, L, N, dtype)
         shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype], "pass": "fwd"}
-        nbytes, exps = counts(batch, dim, L, N, t["u"].element_size())
-        tol = SWEEP_TOL[DTYPE_NAMES[dtype]]
-        ref = _call(selective_scan, t)
-        for c in fwd_configs:
-            cfg = fwd_config_dict(c)
-            try:
-                err = _rel(_call(selective_scan, t, config=cfg), ref)
-                ms = median_ms(lambda: _call(selective_scan, t, config=cfg))
-            except Exception as e:  # a configuration that does not compile (registers, shared memory)
-                print(f"  fwd {cfg}: {type(e).__name__}: {str(e)[:120]}")
-                continue
-            rows.append(_row("triton", shape, ms, nbytes, exps, ceil, **cfg, rel_err=err, accurate=err < tol))
-            print(f"  fwd {shape['dtype']} {cfg}: {ms:.4f} ms, rel_err {err:.1e}", flush=True)
+        rows += _sweep_forward(t, shape, fwd_configs, ceil)
         if dtype == torch.bfloat16:
             nbytes, exps = counts(batch, dim, L, N, t["u"].element_size(), backward=True)
             _, g_ref = _grads(t)
             for c in list(bwd_configs) + list(bwd_serial_configs):
                 cfg = bwd_config_dict(c)
                 try:
-                    err = max(_rel(u, v) for u, v in zip(_grads(t, cfg)[1], g_ref))
+                    err = max(rel_err(u, v) for u, v in zip(_grads(t, cfg)[1], g_ref))
                     ms = median_ms(_fwd_bwd(selective_scan, t, config=cfg), warmup=5, rep=30)
                 except Exception as e:
                     print(f"  bwd {cfg}: {type(e).__name__}: {str(e)[:120]}")
                     continue
                 rows.append(_row("triton", {**shape, "pass": "fwd+bwd"}, ms, nbytes, exps, ceil, **cfg,
-                                 rel_err=err, accurate=err < tol))
+                                 rel_err=err, accurate=err < SWEEP_TOL["bfloat16"]))
                 print(f"  fwd+bwd {cfg}: {ms:.4f} ms, rel_err {err:.1e}", flush=True)
         del t
     # the Mamba paper's setting (batch 1, dim 1024): few sequences, so parallelism is scarce
     for pb, pdim, pL in paper_shapes:
         t = _inputs(pb, pdim, pL, N, torch.bfloat16)
         shape = {"batch": pb, "dim": pdim, "L": pL, "N": N, "dtype": "bfloat16", "pass": "fwd"}
-        nbytes, exps = counts(pb, pdim, pL, N, 2)
-        ref = _call(selective_scan, t)
-        for c in fwd_configs:
-            cfg = fwd_config_dict(c)
-            try:
-                err = _rel(_call(selective_scan, t, config=cfg), ref)
-                ms = median_ms(lambda: _call(selective_scan, t, config=cfg))
-            except Exception as e:
-                print(f"  fwd {cfg}: {type(e).__name__}: {str(e)[:120]}")
-                continue
-            rows.append(_row("triton", shape, ms, nbytes, exps, ceil, **cfg, rel_err=err,
-                             accurate=err < SWEEP_TOL["bfloat16"]))
-            print(f"  fwd batch {pb} L {pL} {cfg}: {ms:.4f} ms, rel_err {err:.1e}", flush=True)
+        rows += _sweep_forward(t, shape, fwd_configs, ceil)
         del t
     # the decoding step: channels per program and warps
     b, d, n = decode
