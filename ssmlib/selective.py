@@ -36,7 +36,7 @@ tenth of the inputs' bytes), and as the last state when asked.
 Four forward kernels (``config={"variant": ...}``), all parallel over
 (batch, channel blocks inside one group of B and C):
 
-* ``"serial"`` (default): a program holds a ``(BLOCK_D, N)`` float32 state
+* ``"serial"``: a program holds a ``(BLOCK_D, N)`` float32 state
   tile in registers and takes one step at a time: ``x = exp2(Δ_t·A₂) x +
   (Δ_t u_t) B_t``, ``y_t = Σ_n x C_t``. Triton spreads the N states of a
   channel over a few lanes (4 for N = 16), so the C contraction costs two
@@ -94,9 +94,10 @@ against a budget of 8 issue slots per exponential (the H200 issues 4
 warp-instructions per clock per SM and has 16 exp lanes). The serial kernel
 measured 7.8× its floor at the headline shape: it is latency-bound (about 12
 warps per SM, and each chunk waits for its loads, a scratch round trip and two
-barriers), not issue-bound, which is what "pipelined" addresses. Serial is
-the default until the sweep ``python -m ssmlib.bench selective --sweep``
-(``python -m ssmlib.bench.selective --sweep-only``) has measured all three.
+barriers), not issue-bound, which is what "pipelined" addresses. The sweep
+(``python -m ssmlib.bench.selective --sweep-only``, ``book/results/selective_scan_sweep.json``)
+measured all three on the H200: "pipelined" with ``bc_tile=2`` is the default
+for N ≥ 4, "scan" below.
 
 The fused backward walks the chunks in reverse. For each chunk and state n it
 *recomputes* the states from the checkpoint (a forward scan), then scans for
@@ -127,8 +128,8 @@ and summed on the host, so they are deterministic. The adjoint carried
 between chunks (``Ā g`` at the chunk's first step) goes through a two-slot
 buffer like the scan forward's state.
 
-A second backward, ``config={"bwd_variant": "serial"}`` (the one above is
-``"scan"``, still the default until the GPU sweep has timed both), follows the
+A second backward, ``config={"bwd_variant": "serial"}`` (the default: the
+fastest in the H200 sweep; the one above is ``"scan"``), follows the
 serial forward: a program holds a ``(BLOCK_D, N)`` tile and walks the chunks
 (``bwd_block_t`` steps, 8 by default: the checkpoint interval) from last to
 first. Per chunk it recomputes the states forward from the checkpoint, one
@@ -1272,14 +1273,21 @@ def _fwd_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, int]:
 
 
 def _fwd_variant(N: int, L: int) -> str:
-    """Which forward kernel: ``"scan"`` (associative scan over time) or ``"serial"`` (a step at a time).
+    """Which forward kernel: ``"pipelined"`` (a step at a time, the chunk in registers) or ``"scan"``.
 
-    Serial: fewer instructions per (b, d, t, n) in the sm_90 code (about 13 against 19 to 30
-    for the scan, see the module docstring); to be confirmed by the sweep on the GPU. For
-    N < 4 the serial kernel's tiles are too thin (one state per thread: Triton moves the
-    per-step values through shared memory, 129 barriers per chunk at N = 1).
+    The H200 sweep (``book/results/selective_scan_sweep.json``) found "pipelined" with
+    ``bc_tile=2`` the fastest forward at the headline shape (bf16 and fp32) and at batch 1,
+    L 16K, ahead of the best "serial" and "scan" configurations. For N < 4 the
+    step-at-a-time tiles are too thin (one state per thread: Triton moves the per-step
+    values through shared memory).
     """
-    return "serial" if N >= 4 else "scan"
+    return "pipelined" if N >= 4 else "scan"
+
+
+def _bwd_variant() -> str:
+    """The default backward: ``"serial"``, the fastest in the H200 sweep at the headline shape
+    (``book/results/selective_scan_sweep.json``: its best configuration against the best "scan" one)."""
+    return "serial"
 
 
 def _serial_config(sequences: int, device) -> tuple[int, int]:
@@ -1302,12 +1310,12 @@ def _bwd_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, int]:
 
 def _bwd_serial_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, int]:
     """(BLOCK_D, BLOCK_T, num_warps) of the "serial" backward: BLOCK_T (the checkpoint interval)
-    short, since x_t and Ā_t of the chunk's steps live in registers; 32 channels × 16 states on 4
-    warps is 4 states per thread, 2·BLOCK_T·4 = 64 registers for the two chunk tiles. A first
-    choice for the sweep (``BWD_CONFIGS`` in ``ssmlib.bench.selective``)."""
+    short, since x_t and Ā_t of the chunk's steps live in registers. The H200 sweep's fastest
+    (``BWD_SERIAL_CONFIGS`` in ``ssmlib.bench.selective``): 8 channels × 16 states on one warp,
+    4 states a thread."""
     if runtime.INTERPRET:
         return 8, min(8, triton.next_power_of_2(max(L, 1))), 1
-    return 32, 8, 4
+    return 8, 8, 1             # the H200 sweep's best: 8 channels on one warp
 
 
 def _check_pow2(name, v):
@@ -1398,7 +1406,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
         bd, bt, nw = config.get("block_d") or bd, config.get("block_t") or bt, config.get("num_warps") or nw
     for k, v in (("block_d", bd), ("block_t", bt), ("num_warps", nw)):
         _check_pow2(k, v)
-    if (config or {}).get("bwd_variant", "scan") == "serial":
+    if ((config or {}).get("bwd_variant") or _bwd_variant()) == "serial":
         # the serial backward's chunk (its register tiles hold BLOCK_T steps): short
         ckpt = (config or {}).get("bwd_block_t") or _bwd_serial_config(N, L, u.dtype)[1]
     else:
@@ -1485,8 +1493,8 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                       HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), CKPT=ckpt, EVEN_L=L % bt == 0,
                       EVEN_N=triton.next_power_of_2(N) == N, BLOCK_D=bd, BLOCK_T=bt,
                       BLOCK_N=triton.next_power_of_2(N), num_warps=nw)
-        if not rowwise:
-            common["BC_TILE"] = int(config.get("bc_tile") or 0)
+        if not rowwise:   # the H200 sweep's best: 2 (B and C a chunk ahead)
+            common["BC_TILE"] = int(config.get("bc_tile", 0 if runtime.INTERPRET else 2) or 0)
         # unused pointers are placeholders of the same dtype as a real call's (u's for inputs)
         args = (u, delta, A_in, Bt, Ct, D if D is not None else u, z if z is not None else u,
                 delta_bias if delta_bias is not None else u, out, last if last is not None else out,
@@ -1580,8 +1588,8 @@ def _backward_serial(saved, softplus, dout, dlast, config):
 
 
 def _backward(saved, softplus, dout, dlast, config=None):
-    if (config or {}).get("bwd_variant", "scan") == "serial":
-        return _backward_serial(saved, softplus, dout, dlast, config)
+    if ((config or {}).get("bwd_variant") or _bwd_variant()) == "serial":
+        return _backward_serial(saved, softplus, dout, dlast, config or {})
     u, delta, A, B, C, D, z, delta_bias, states, (bt, G, var_B, var_C) = saved
     batch, dim, L = u.shape
     N = A.shape[1]
@@ -1675,13 +1683,14 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             ``bwd_block_d``, ``bwd_block_t`` (the backward's chunk, so also the
             forward's checkpoint interval), ``bwd_num_warps`` of the backward
             (powers of two), ``bwd_flip`` (bool, see the backward kernel) and
-            ``bwd_variant``: "scan" (default) or "serial" (see the module
+            ``bwd_variant``: "serial" (default) or "scan" (see the module
             docstring; its ``bwd_block_t`` defaults to 8);
-            ``variant``: "serial", "scan" or "pipelined" (see the module
+            ``variant``: "pipelined" (default for N ≥ 4), "rowwise", "serial" or "scan" (see the module
             docstring); for "pipelined" also ``seg_len`` (power of two: split L
             into segments of that length, three passes) and ``bc_tile`` (0, 1: B and
-            C loaded per chunk, 2: a chunk ahead); "rowwise" (N ≤ 32: one channel
-            per thread, ``block_d`` = 32·``num_warps``) also takes ``seg_len``.
+            C loaded per chunk, 2: a chunk ahead; the default on the GPU, 0 in the
+            interpreter); "rowwise" (N ≤ 32: one channel per thread, ``block_d`` =
+            32·``num_warps``) also takes ``seg_len``.
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on
@@ -1704,7 +1713,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             raise ValueError(f"config variant must be one of {FWD_VARIANTS}, got {config['variant']!r}")
         if config.get("bwd_variant", "scan") not in BWD_VARIANTS:
             raise ValueError(f"config bwd_variant must be one of {BWD_VARIANTS}, got {config['bwd_variant']!r}")
-        if config.get("bwd_variant") == "serial" and (config.get("bwd_block_t") or 0) > 32:
+        if (config.get("bwd_variant") or _bwd_variant()) == "serial" and (config.get("bwd_block_t") or 0) > 32:
             raise ValueError(f"config bwd_block_t={config['bwd_block_t']} is too long for bwd_variant 'serial' "
                              f"(its chunk lives in registers): at most 32")
         if config.get("variant") == "rowwise" and isinstance(A, torch.Tensor) and A.dim() == 2 \
@@ -1767,8 +1776,9 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     _check_pow2("num_warps", num_warps)
     out = torch.empty_like(x)
     BN = triton.next_power_of_2(N)
-    bd = block_d or (64 if runtime.INTERPRET else max(1, min(64, 2048 // BN)))
-    nw = num_warps or (1 if runtime.INTERPRET else 4)
+    # the H200 sweep's best at N = 16: 128 channels on 8 warps (8 states a thread)
+    bd = block_d or (64 if runtime.INTERPRET else max(1, min(128, 2048 // BN)))
+    nw = num_warps or (1 if runtime.INTERPRET else max(1, min(8, bd * BN // 256)))
     if batch * dim:
         _selective_state_update_kernel[(batch, triton.cdiv(dim, bd))](
             state, x, dt, A, B, C, D if D is not None else x, z if z is not None else x,

@@ -262,9 +262,10 @@ def test_backward_chunk_boundaries():
                                  dict(variant="scan", block_t=16, bwd_block_t=4),
                                  dict(variant="pipelined", block_t=2, seg_len=8, bwd_block_t=4)])
 def test_backward_checkpoint_interval(cfg):
-    """The forward's chunk and the backward's (the checkpoint interval) may differ; both adjoint scans agree."""
+    """The forward's chunk and the "scan" backward's (the checkpoint interval) may differ; both
+    adjoint scans agree."""
     t = make(2, 4, 21, 3, "grouped", 2)
-    got = grads(lambda *a, **k: selective_scan(*a, **k, config=cfg), t)
+    got = grads(lambda *a, **k: selective_scan(*a, **k, config=dict(cfg, bwd_variant="scan")), t)
     want = grads(selective_scan_ref, t)
     for k in want:
         assert_close(got[k], want[k], 1e-10, 1e-10, k)
@@ -465,6 +466,8 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bwd_variant="parallel"))
     with pytest.raises(ValueError, match="too long for bwd_variant 'serial'"):
         call(selective_scan, t, config=dict(bwd_variant="serial", bwd_block_t=64))
+    with pytest.raises(ValueError, match="too long for bwd_variant 'serial'"):     # the default backward
+        call(selective_scan, t, config=dict(bwd_block_t=64))
 
 
 def test_kernels_compile_for_sm90():
@@ -564,7 +567,7 @@ def test_gpu_forward_backward_float32(kind, G, opts, softplus, L, N):
 @pytest.mark.parametrize("L", [7, 1000, 4096])
 @pytest.mark.parametrize("N", [4, 16, 64])
 def test_gpu_scan_variant_float32(kind, G, L, N):
-    """The associative-scan forward (the default is the serial one)."""
+    """The associative-scan forward (the default is the pipelined one)."""
     t = make(2, 6 * 67 if G == 2 else 401, L, N, kind, G, dtype=torch.float32)
     out, last = call(selective_scan, t, config=dict(variant="scan"))
     ref, ref_last = call(selective_scan_ref, as64(t))
@@ -615,7 +618,7 @@ def test_gpu_every_launch_config(cfg):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("cfg", [dict(bwd_block_t=bt, bwd_block_d=bd, bwd_num_warps=nw, bwd_flip=f)
+@pytest.mark.parametrize("cfg", [dict(bwd_variant="scan", bwd_block_t=bt, bwd_block_d=bd, bwd_num_warps=nw, bwd_flip=f)
                                  for bt, bd, nw, f in __import__("ssmlib.bench.selective").bench.selective.BWD_CONFIGS])
 def test_gpu_every_backward_config(cfg):
     t = make(2, 6 * 50, 1000, 16, "grouped", 2, dtype=torch.float32)

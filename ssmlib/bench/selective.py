@@ -17,12 +17,12 @@ Writes four files under ``book/results/``:
   and at batch 1, dim 1024, L 2K / 16K / 128K, and of the backward
   (bwd_block_t, bwd_block_d, bwd_num_warps, bwd_flip; and with bwd_variant "serial",
   :data:`BWD_SERIAL_CONFIGS`). The headline's fwd+bwd rows include
-  ``triton_bwd_serial`` (default forward, the "serial" backward).
+  ``triton_bwd_scan`` (default forward, the "scan" backward).
   ``python -m ssmlib.bench.selective --sweep-only [--out DIR]`` writes only
   this file.
 
-The headline and by-length rows include ``triton_pipelined`` (the "pipelined"
-forward with its launch heuristics) next to ``triton`` (the default variant).
+The headline and by-length rows include ``triton_serial`` (the "serial" forward,
+the default before the first sweep) next to ``triton`` (the default: "pipelined").
 
 Without a GPU, ``python -m ssmlib.bench.selective --compile-only`` compiles the
 forward kernels (and the backward kernels of :data:`COMPILE_BWD_CONFIGS`) for
@@ -83,14 +83,14 @@ def _inputs(batch, dim, L, N, dtype, G=None, seed=0):
                 delta_bias=r(dim, dt=torch.float32) * 0.5 - 4.0)
 
 
-def _pipelined(*args, **kw):
-    """:func:`selective_scan` with the "pipelined" forward (launch heuristics: split L for batch 1)."""
-    return selective_scan(*args, **kw, config={"variant": "pipelined"})
+def _serial(*args, **kw):
+    """:func:`selective_scan` with the "serial" forward."""
+    return selective_scan(*args, **kw, config={"variant": "serial"})
 
 
-def _bwd_serial(*args, **kw):
-    """:func:`selective_scan` (default forward) with the "serial" backward (``bwd_variant``)."""
-    return selective_scan(*args, **kw, config={"bwd_variant": "serial"})
+def _bwd_scan(*args, **kw):
+    """:func:`selective_scan` (default forward) with the "scan" backward (``bwd_variant``)."""
+    return selective_scan(*args, **kw, config={"bwd_variant": "scan"})
 
 
 def _call(fn, t, **kw):
@@ -152,9 +152,9 @@ def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096,
         shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype]}
         for passes in ("fwd", "fwd+bwd"):
             nbytes, exps = counts(batch, dim, L, N, esize, backward=passes != "fwd")
-            impls = {"triton": selective_scan, "triton_pipelined": _pipelined, "torch_unfused": selective_scan_unfused}
+            impls = {"triton": selective_scan, "triton_serial": _serial, "torch_unfused": selective_scan_unfused}
             if passes != "fwd":
-                impls["triton_bwd_serial"] = _bwd_serial
+                impls["triton_bwd_scan"] = _bwd_scan
             if loop and dtype == torch.float32 and passes == "fwd":
                 impls["torch_loop"] = selective_scan_ref
             for impl, fn in impls.items():
@@ -198,7 +198,7 @@ def by_length(ceil, Ls=tuple(512 * 2**k for k in range(9)), batch=1, dim=1024, N
         shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype]}
         for passes in ("fwd", "fwd+bwd"):
             nbytes, exps = counts(batch, dim, L, N, t["u"].element_size(), backward=passes != "fwd")
-            for impl, fn in (("triton", selective_scan), ("triton_pipelined", _pipelined),
+            for impl, fn in (("triton", selective_scan), ("triton_serial", _serial),
                              ("torch_unfused", selective_scan_unfused)):
                 f = (lambda fn=fn: _call(fn, t)) if passes == "fwd" else _fwd_bwd(fn, t)
                 slow = not impl.startswith("triton")
@@ -208,14 +208,14 @@ def by_length(ceil, Ls=tuple(512 * 2**k for k in range(9)), batch=1, dim=1024, N
                                      ms, nbytes, exps, ceil))
                 torch.cuda.empty_cache()
             if passes == "fwd" and DEVICE == "cuda":
-                # the pipelined forward replayed from a CUDA graph: at short L the Python checks and
+                # the default forward replayed from a CUDA graph: at short L the Python checks and
                 # the launches (B/C transposes, up to three kernels) are a large part of the time
                 try:
-                    ms = float(triton.testing.do_bench_cudagraph(lambda: _call(_pipelined, t), rep=100,
+                    ms = float(triton.testing.do_bench_cudagraph(lambda: _call(selective_scan, t), rep=100,
                                                                  return_mode="median"))
-                    rows.append(_row("triton_pipelined_graph", {**shape, "pass": passes}, ms, nbytes, exps, ceil))
+                    rows.append(_row("triton_graph", {**shape, "pass": passes}, ms, nbytes, exps, ceil))
                 except Exception as e:  # noqa: BLE001
-                    print(f"  triton_pipelined_graph L={L}: {type(e).__name__}: {str(e)[:120]}")
+                    print(f"  triton_graph L={L}: {type(e).__name__}: {str(e)[:120]}")
             rows.append(_row("roofline" if passes == "fwd" else "roofline_fwd_bwd", {**shape, "pass": passes},
                              _roof(nbytes, exps, ceil), nbytes, exps, ceil))
         del t
@@ -297,7 +297,7 @@ def bwd_config_dict(c) -> dict:
     """A :data:`BWD_CONFIGS` (4 entries) or :data:`BWD_SERIAL_CONFIGS` (3) entry as a ``config`` dict."""
     if len(c) == 3:
         return dict(bwd_variant="serial", bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2])
-    return dict(bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2], bwd_flip=c[3])
+    return dict(bwd_variant="scan", bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2], bwd_flip=c[3])
 
 
 def _grads(t, config=None):
