@@ -839,14 +839,16 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
 
     16-bit inputs: the fastest accurate configurations of the H200 sweep
     (``python -m ssmlib.bench.duality --sweep-only``, ``book/results/ssd_sweep.json``):
-    at N = 128 (batch 8, L 4K, H 80) block_t 32, block_p 64, 4 warps, 2 stages;
-    at N = 64 (batch 1, L 16K, H 32) block_t 64, block_p 64, 8 warps, 8-16
-    segments; backward block_t 32, P-blocks of 64, 8 warps. N = 256 and float32
+    block_t 32, block_p 64, 4 warps, 2 stages at N = 128 (batch 8, L 4K, H 80) and
+    at N = 64 (batch 1, L 16K, H 32, with 16 segments); backward block_t 32,
+    P-blocks of 64, 8 warps, and per-head dB, dC buffers when the sequence is
+    split into segments (atomics otherwise). The two-pass algorithms were slower
+    at both shapes. N = 256 and float32
     (3×TF32, T = 32) are first choices from the sm_90a compile-only check
     (``--compile-only``: registers and spills), not yet swept.
     In the interpreter: small tiles, one segment.
     """
-    # the algorithms: the measured single-pass ones until the two-pass ones have run on the GPU
+    # the algorithms: single pass was the faster at both of the sweep's shapes
     algorithms = dict(algorithm="single_pass", ckpt_blocks=4, heads_per_program=1, bwd_algorithm="single_pass",
                       bwd_ckpt_blocks=4, bwd_bc="atomic")
     if runtime.INTERPRET:
@@ -856,9 +858,7 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
     BN = max(16, triton.next_power_of_2(N))
     warps, stages = 8, 1
     if dtype in (torch.float16, torch.bfloat16):
-        if BN <= 64:
-            block_t, block_p = 64, 64
-        elif BN <= 128:    # two stages: the next block's x, dt, B, C arrive by cp.async meanwhile
+        if BN <= 128:    # two stages: the next block's x, dt, B, C arrive by cp.async meanwhile
             block_t, block_p, warps, stages = 32, 64, 4, 2
         else:
             block_t, block_p = 64, 16
@@ -880,6 +880,8 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
     max_seg = max(1, L // (8 * cfg["bwd_block_t"]))
     while cfg["bwd_segments"] * programs < 2 * SMS and cfg["bwd_segments"] * 2 <= max_seg:
         cfg["bwd_segments"] *= 2
+    if cfg["bwd_segments"] > 1:     # the sweep at batch 1, L 16K: 2.09 ms against 2.31 with atomics
+        cfg["bwd_bc"] = "per_head"
     programs = batch * H * triton.cdiv(P, block_p)
     max_seg = max(1, L // (8 * cfg["block_t"]))
     while cfg["segments"] * programs < 2 * SMS and cfg["segments"] * 2 <= max_seg:

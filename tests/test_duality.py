@@ -246,6 +246,10 @@ def test_default_launch_config_on_the_h200(monkeypatch):
     assert small["segments"] * 32 * 64 // small["block_p"] >= 2 * duality.SMS
     assert small["bwd_segments"] * 32 * 64 // small["bwd_block_p"] >= 2 * duality.SMS
     assert big["bwd_segments"] == 1
+    # the H200 sweep's fastest accurate configurations (book/results/ssd_sweep.json)
+    assert (small["block_t"], small["block_p"], small["num_warps"], small["num_stages"], small["segments"]) \
+        == (32, 64, 4, 2, 16)
+    assert (big["bwd_bc"], small["bwd_bc"]) == ("atomic", "per_head")
     for cfg in (big, small):      # within the steps per warp that compiled correctly on the H200
         assert cfg["block_t"] <= duality.MAX_STEPS_PER_WARP * min(cfg["num_warps"], cfg["bwd_num_warps"])
 
@@ -680,6 +684,18 @@ def test_bench_dry_run_on_cpu(monkeypatch, tmp_path):
     assert any(r.get("block_p") == 16 for r in resumed["rows"])
     step = bench.step_benchmark(ceil, batch=2, H=2, P=16, N=16)
     assert step["median_ms"] > 0
+
+
+def test_bench_each_baseline_calls_its_own_function():
+    """Each implementation's closure calls its own function (a shared name once made the mamba_ssm
+    row call fla's)."""
+    from ssmlib.bench import duality as bench
+    seen = []
+    fns = {"mamba_ssm": lambda *a, **k: seen.append("mamba_ssm"), "fla": lambda **k: (seen.append("fla"),)}
+    calls = bench._callers(bench._inputs(1, 8, 2, 16, 16, 1, device="cpu"), 8, fns)
+    calls["mamba_ssm"]()
+    calls["fla"]()
+    assert seen == ["mamba_ssm", "fla"]
 
 
 def test_kernels_compile_for_sm90():

@@ -162,9 +162,8 @@ def _callers(inp, chunk, fns):
     """Forward closures (and the tensors that require grad, for fwd+bwd) of every implementation."""
     x, dt, A, B, C, D, dtb = (inp[k] for k in ("x", "dt", "A", "B", "C", "D", "dt_bias"))
     out = {"ssmlib": lambda: ssd(x, dt, A, B, C, chunk, D=D, dt_bias=dtb, dt_softplus=True)}
-    if "mamba_ssm" in fns:
-        f = fns["mamba_ssm"]
-        out["mamba_ssm"] = lambda: f(x, dt, A, B, C, chunk, D=D, dt_bias=dtb, dt_softplus=True)
+    if "mamba_ssm" in fns:      # each closure binds its own function (a shared name would call the last one)
+        out["mamba_ssm"] = lambda f=fns["mamba_ssm"]: f(x, dt, A, B, C, chunk, D=D, dt_bias=dtb, dt_softplus=True)
     if "fla" in fns:
         # fla has no groups, no softplus, no D: its inputs are prepared outside the timing.
         H = x.shape[2]
@@ -173,13 +172,20 @@ def _callers(inp, chunk, fns):
         k = B.expand(-1, -1, H, -1).contiguous() if B.shape[2] == 1 else B.repeat_interleave(H // B.shape[2], 2)
         v = (x.float() * delta[..., None]).to(x.dtype)
         gate = (delta * A).float()
-        f = fns["fla"]
         inp["_fla"] = dict(q=q, k=k, v=v, g=gate)
         import inspect
-        layout = {"head_first": False} if "head_first" in inspect.signature(f).parameters else {}   # (B, T, H, K)
-        out["fla"] = lambda: f(q=inp["_fla"]["q"], k=inp["_fla"]["k"], v=inp["_fla"]["v"], g=inp["_fla"]["g"],
-                               scale=1.0, **layout)[0]
+        layout = {"head_first": False} if "head_first" in inspect.signature(fns["fla"]).parameters else {}  # (B,T,H,K)
+        out["fla"] = lambda f=fns["fla"]: f(q=inp["_fla"]["q"], k=inp["_fla"]["k"], v=inp["_fla"]["v"],
+                                            g=inp["_fla"]["g"], scale=1.0, **layout)[0]
     return out
+
+
+def _where(e: Exception) -> str:
+    """An exception and the innermost frames it was raised from (a baseline's failure, for the JSON)."""
+    import traceback
+    frames = traceback.extract_tb(e.__traceback__)[-3:]
+    return (f"{e!r}"[:300] + " at " + " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                                                   for f in reversed(frames)))
 
 
 def _floor(batch, L, H, P, N, G, chunk, ceil, factor=1.0):
@@ -207,7 +213,7 @@ def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True) -> dict:
                 rows.append(_row(impl, shape, "fwd", median_ms(fn), nbytes, flops, roof))
                 print(f"fwd {impl} {shape}: {rows[-1]['median_ms']:.3f} ms", flush=True)
             except Exception as e:  # noqa: BLE001
-                status[impl] = f"fwd failed: {e!r}"[:300]
+                status[impl] = f"fwd failed: {_where(e)}"
         rows.append(_row("roofline", shape, "fwd", roof, nbytes, flops, roof))
         if backward:
             b3, f3, roof3 = _floor(**shape, ceil=ceil, factor=3.0)
@@ -224,7 +230,7 @@ def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True) -> dict:
                                      backward="Triton" if impl == "ssmlib" else "native"))
                     print(f"fwd+bwd {impl} {shape}: {rows[-1]['median_ms']:.3f} ms", flush=True)
                 except Exception as e:  # noqa: BLE001
-                    status[impl + " fwd+bwd"] = f"failed: {e!r}"[:300]
+                    status[impl + " fwd+bwd"] = f"failed: {_where(e)}"
                 for t in grads + fla_grads:
                     t.grad = None
             rows.append(_row("roofline", shape, "fwd+bwd", roof3, b3, f3, roof3))
