@@ -94,32 +94,19 @@ segment s first folds the end states of segments < s into its starting state
 its segment as above. Cost: x, dt and B read a second time for (S−1)/S of the
 sequence (about +45% bytes at P = 64, N = 64: 0.033 → 0.048 ms at copy speed)
 and one more launch, against S× the programs and S× shorter chains.
-``_launch_config`` picks the smallest power of two S giving at least 4·132
+``_launch_config`` picks the smallest power of two S giving at least 2·132
 programs (S = 16 here, S = 1, the single minimal-traffic pass, at the 2.7B
 shape). This is the two-level version of the chunked algorithm itself: chunks
 inside a program, segments across programs.
 
-The first H200 measurement (``book/results/ssd_sweep.json``) found the single
-pass latency-bound: 1.17 ms at the 2.7B shape, against 0.26 ms for the roofline,
-and no faster than the published three-kernel implementations. Each program
-waits on a chain of L/block_t dependent blocks, each a few small products.
-Hence ``algorithm="two_pass"``. (1) The same walk computes only the states: one
-product per block, P×T×N, the state update. It stores the state entering every
-``ckpt_blocks``-th block, in x's dtype for 16-bit inputs (the output products
-round the state to it anyway). That is ``P·N / (ckpt_blocks·block_t)`` values
-per step and head, half of x's bytes at 4 blocks of 64 and P = 64, N = 128.
-(2) ``_ssd_out_kernel`` runs one program per (batch, head, P-block, time
-block), all independent. Each loads its checkpoint, carries it through at most
-``ckpt_blocks − 1`` earlier blocks (state updates only), then computes its
-block's outputs as in steps 2–4. With ``heads_per_program`` > 1, a program
-serves that many heads of one group. They read the same B and C, so the
-block's ``C Bᵀ`` is computed once for all of them. With G = 1 and 80 heads,
-that product is otherwise repeated 80 times. The serial chain is now one product per block
-instead of four, and the outputs, which hold most of the flops, are
-parallel over time. The price is x, dt and B read twice, the checkpoints
-written and read, and the recomputed updates. The sweep measures both
-algorithms; ``_launch_config`` keeps the single pass until the two-pass one has
-run on the GPU.
+The H200 sweep (``python -m ssmlib.bench.duality --sweep-only``,
+``book/results/ssd_sweep.json``) finds this single pass latency-bound: each
+program waits on a chain of L/block_t dependent blocks, each a few small
+products. A two-pass variant was built and measured against it: a states-only
+walk keeping every few blocks' entering state, then one program per block for
+the outputs (sharing C·Bᵀ across a group's heads). It was slower at both of the
+issue's shapes, forward and backward (its rows are in the sweep's JSON), and
+was removed (git log: "ssd: remove the two-pass algorithms").
 
 Backward (``_ssd_bwd_kernel``). ``ssd`` is differentiable in every tensor
 argument. When a gradient will be needed, the forward also writes the state
@@ -148,24 +135,15 @@ first pass over segments 1 … S−1 computes only each segment's adjoint at its
 start from ``dh = 0`` at its end (one product per block: ``du`` needs only dy
 and z) and its total log-decay; the full pass folds those of the later
 segments into its starting ``dh`` (``dh ← exp(Σ a) dh + local``, last first).
-Measured on the H200 (``book/results/ssd_sweep.json``): forward+backward
-took 15.9 ms at the 2.7B shape, against 1.17 ms for the forward alone. It fell
-from 40 to 24 to 16 ms as the P-blocks per head went from 4 to 2 to 1. So the
-float32 atomics on dB and dC dominate: all 80 heads of the group add into the
-same elements. ``bwd_bc="per_head"`` writes them to a float32 buffer per head,
-``(batch, L, H, N)``, with plain stores when one P-block covers the head, and
-sums each group's heads afterwards. That costs H/G times the memory of dB and
-dC but has no contention. With one P-block per head it also makes dB and dC
-deterministic. The next sweep times both.
-
-The backward walk is serial too: nine products per block, L/block_t blocks one
-after another. ``bwd_algorithm="two_pass"`` splits it the way the forward's
-two-pass algorithm does. (1) The walk computes only the adjoint: one product
-per block, ``dh ← exp(cs_last) dh + (exp(cs) ∘ du)ᵀ C``. It stores the adjoint
-after every ``bwd_ckpt_blocks``-th block. (2) One program per block carries the
-stored adjoint back through the rest of its group (:func:`_adjoint_step`). The
-state entering its block comes from the forward. It then computes the block's
-gradients as above.
+In the H200 sweep, forward+backward at the 2.7B shape took about twelve times
+the forward alone, and fell as the P-blocks per head went from 4 to 2 to 1: the
+float32 atomics on dB and dC dominate, all 80 heads of the group adding into
+the same elements. ``bwd_bc="per_head"`` writes them to a float32 buffer per
+head, ``(batch, L, H, N)``, with plain stores when one P-block covers the head,
+and sums each group's heads afterwards. That costs H/G times the memory of dB
+and dC but has no contention (with one P-block per head it also makes dB and
+dC deterministic); ``_launch_config`` takes it when the sequence is split
+into segments, where the sweep measured it faster.
 
 """
 from __future__ import annotations
@@ -353,16 +331,16 @@ def _softplus(x):
 def _ssd_fwd_kernel(
         x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
         y_ptr, hT_ptr, seg_h_ptr, seg_a_ptr, states_ptr,
-        L, H, G, P, N, seg_len, n_seg, n_ckpt,
+        L, H, G, P, N, seg_len, n_seg, n_blocks,
         HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr,
         SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
-        STATES_ONLY: tl.constexpr, WRITE_Y: tl.constexpr, STORE_STATES: tl.constexpr, CKPT: tl.constexpr,
+        STATES_ONLY: tl.constexpr, STORE_STATES: tl.constexpr,
         LOWP: tl.constexpr, PRECISION: tl.constexpr,
         BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
     # Program (b·H + h, block of P, segment). Tiles: time along axis 0, channels p / states n along axis 1.
     # STATES_ONLY: a segment's local end state from zero (the segments' first pass). Otherwise the
-    # true state, from h0 and the earlier segments; WRITE_Y: the outputs too; STORE_STATES: the
-    # state entering every CKPT-th block (for the backward, or for _ssd_out_kernel).
+    # true state, from h0 and the earlier segments, and the outputs; STORE_STATES: the state
+    # entering every block (for the backward).
     bh = tl.program_id(0)
     pid_p = tl.program_id(1)
     sg = tl.program_id(2)
@@ -427,12 +405,10 @@ def _ssd_fwd_kernel(
         xv = tl.load(x_ptr + xp_base + xp_off, mask=m_xp, other=0.0)
         Bv = tl.load(B_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
         xdt = xv.to(acc) * dt[:, None]                        # (T, BP)
-        if STORE_STATES:       # the state entering every CKPT-th block
-            blk = t0 // BLOCK_T
-            if blk % CKPT == 0:
-                tl.store(states_ptr + (bh64 * n_ckpt + blk // CKPT) * P * N + pn_off,
-                         state.to(states_ptr.dtype.element_ty), mask=pn_mask)
-        if WRITE_Y and not STATES_ONLY:
+        if STORE_STATES:       # the state entering every block
+            tl.store(states_ptr + (bh64 * n_blocks + t0 // BLOCK_T) * P * N + pn_off,
+                     state.to(states_ptr.dtype.element_ty), mask=pn_mask)
+        if not STATES_ONLY:
             Cv = tl.load(C_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
             # 2. the carried state's contribution, exp(cs_i) · C_i stateᵀ
             y = tl.dot(Cv.to(op), tl.trans(state.to(op)), input_precision=PRECISION, out_dtype=acc)
@@ -465,128 +441,12 @@ def _ssd_fwd_kernel(
 
 
 @triton.jit
-def _ssd_out_kernel(
-        x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, states_ptr, y_ptr,
-        L, H, G, P, N, n_ckpt,
-        HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr,
-        SOFTPLUS: tl.constexpr, CKPT: tl.constexpr, HEADS: tl.constexpr, LOWP: tl.constexpr,
-        PRECISION: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
-    # Program (b, block of HEADS heads of one group, block of P, block m of BLOCK_T steps): the
-    # outputs of block m alone, for each of its heads. The block's scores C Bᵀ are computed once and
-    # shared by the heads (they read the same B and C); each head then masks them with its own decays.
-    # The state entering block m: the checkpoint entering block c·CKPT ≤ m (from _ssd_fwd_kernel),
-    # carried through blocks c·CKPT … m−1 with the state update only. Every program is independent.
-    pid = tl.program_id(0)
-    pid_p = tl.program_id(1)
-    m = tl.program_id(2)
-    n_hb = H // HEADS
-    b = pid // n_hb
-    h_first = (pid % n_hb) * HEADS
-    g = h_first // (H // G)                  # HEADS divides H // G: the program's heads share a group
-    acc = tl.float64 if x_ptr.dtype.element_ty == tl.float64 else tl.float32
-    op = x_ptr.dtype.element_ty if LOWP else acc
-
-    p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    n = tl.arange(0, BLOCK_N)
-    i = tl.arange(0, BLOCK_T)
-    pm = p < P
-    nm = n < N
-    pn_off = p[:, None] * N + n[None, :]
-    pn_mask = pm[:, None] & nm[None, :]
-    xp_off = i[:, None] * (H * P) + p[None, :]
-    bn_off = i[:, None] * (G * N) + n[None, :]
-    c = m // CKPT
-    row_c = b.to(tl.int64) * L + c * CKPT * BLOCK_T      # first row of the checkpoint's block
-    row_m = b.to(tl.int64) * L + m * BLOCK_T              # first row of block m
-    tm = m * BLOCK_T + i < L
-    m_xp = tm[:, None] & pm[None, :]
-    m_bn = tm[:, None] & nm[None, :]
-    Bm = tl.load(B_ptr + (row_m * G + g) * N + bn_off, mask=m_bn, other=0.0)
-    Cm = tl.load(C_ptr + (row_m * G + g) * N + bn_off, mask=m_bn, other=0.0)
-    S_raw = tl.dot(Cm.to(op), tl.trans(Bm.to(op)), input_precision=PRECISION, out_dtype=acc)
-    causal = i[:, None] >= i[None, :]
-    for k in range(HEADS):
-        h = h_first + k
-        bh64 = (b * H + h).to(tl.int64)
-        A = tl.load(A_ptr + h).to(acc)
-        if HAS_DTB:
-            dtb = tl.load(dtb_ptr + h).to(acc)
-        state = tl.load(states_ptr + (bh64 * n_ckpt + c) * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
-        row0 = row_c
-        for _ in range(c * CKPT, m):       # whole blocks (only block m can be the last, partial one)
-            dt = tl.load(dt_ptr + row0 * H + h + i * H).to(acc)
-            if HAS_DTB:
-                dt += dtb
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            a = dt * A
-            cs = tl.cumsum(a, axis=0)
-            a_last = tl.sum(a, axis=0)
-            xv = tl.load(x_ptr + (row0 * H + h) * P + xp_off, mask=pm[None, :], other=0.0)
-            Bv = tl.load(B_ptr + (row0 * G + g) * N + bn_off, mask=nm[None, :], other=0.0)
-            xdt = xv.to(acc) * dt[:, None] * tl.exp(a_last - cs)[:, None]
-            state = tl.dot(tl.trans(xdt.to(op)), Bv.to(op), acc=state * tl.exp(a_last),
-                           input_precision=PRECISION, out_dtype=acc)
-            row0 += BLOCK_T
-        # block m: exp(cs_i) C_i stateᵀ + (C Bᵀ ∘ 𝓛)(Δ x), then D x and the gate
-        dt = tl.load(dt_ptr + row_m * H + h + i * H, mask=tm, other=0.0).to(acc)
-        if HAS_DTB:
-            dt += dtb
-        if SOFTPLUS:
-            dt = _softplus(dt)
-        dt = tl.where(tm, dt, 0.0)
-        cs = tl.cumsum(dt * A, axis=0)
-        xp_base = (row_m * H + h) * P
-        xv = tl.load(x_ptr + xp_base + xp_off, mask=m_xp, other=0.0)
-        y = tl.dot(Cm.to(op), tl.trans(state.to(op)), input_precision=PRECISION, out_dtype=acc)
-        y = y * tl.exp(cs)[:, None]
-        S = S_raw * tl.exp(tl.where(causal, cs[:, None] - cs[None, :], float("-inf")))
-        y = tl.dot(S.to(op), (xv.to(acc) * dt[:, None]).to(op), acc=y, input_precision=PRECISION, out_dtype=acc)
-        if HAS_D:
-            if D_PER_P:
-                y += tl.load(D_ptr + h * P + p, mask=pm, other=0.0).to(acc)[None, :] * xv.to(acc)
-            else:
-                y += tl.load(D_ptr + h).to(acc) * xv.to(acc)
-        if HAS_Z:
-            zv = tl.load(z_ptr + xp_base + xp_off, mask=m_xp, other=0.0).to(acc)
-            y = y * zv * tl.sigmoid(zv)
-        tl.store(y_ptr + xp_base + xp_off, y.to(y_ptr.dtype.element_ty), mask=m_xp)
-
-
-@triton.jit
-def _adjoint_step(dh, dt_ptr, C_ptr, z_ptr, dy_ptr, row0, t0, L, H, G, P, N, h, g, A, dtb, p, pm, n, nm, i,
-                  HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, LOWP: tl.constexpr,
-                  PRECISION: tl.constexpr, BLOCK_T: tl.constexpr):
-    """The adjoint entering a block from the one after it: exp(cs_last) dh + (exp(cs) ∘ du)ᵀ C."""
-    acc = tl.float64 if dy_ptr.dtype.element_ty == tl.float64 else tl.float32
-    op = dy_ptr.dtype.element_ty if LOWP else acc
-    tm = t0 + i < L
-    dt = tl.load(dt_ptr + row0 * H + h + i * H, mask=tm, other=0.0).to(acc)
-    if HAS_DTB:
-        dt += dtb
-    if SOFTPLUS:
-        dt = _softplus(dt)
-    a = tl.where(tm, dt, 0.0) * A
-    cs = tl.cumsum(a, axis=0)
-    m_xp = tm[:, None] & pm[None, :]
-    Cv = tl.load(C_ptr + (row0 * G + g) * N + i[:, None] * (G * N) + n[None, :], mask=tm[:, None] & nm[None, :],
-                 other=0.0)
-    du = tl.load(dy_ptr + (row0 * H + h) * P + i[:, None] * (H * P) + p[None, :], mask=m_xp, other=0.0).to(acc)
-    if HAS_Z:
-        zv = tl.load(z_ptr + (row0 * H + h) * P + i[:, None] * (H * P) + p[None, :], mask=m_xp, other=0.0).to(acc)
-        du = du * zv * tl.sigmoid(zv)
-    return tl.dot(tl.trans((du * tl.exp(cs)[:, None]).to(op)), Cv.to(op), acc=dh * tl.exp(tl.sum(a, axis=0)),
-                  input_precision=PRECISION, out_dtype=acc)
-
-
-@triton.jit
 def _ssd_bwd_kernel(
         x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, states_ptr, dy_ptr, dhT_ptr,
         dx_ptr, dz_ptr, ddt_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, ddtb_ptr, dh0_ptr, seg_dh_ptr, seg_a_ptr,
-        dhc_ptr, L, H, G, P, N, n_blocks, seg_blocks, n_seg, n_grp,
+        L, H, G, P, N, n_blocks, seg_blocks, n_seg,
         HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr,
         SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, HAS_DHT: tl.constexpr, ADJ_ONLY: tl.constexpr,
-        ADJ_WALK: tl.constexpr, PAR_BLOCKS: tl.constexpr, CKPT: tl.constexpr,
         BC_PER_HEAD: tl.constexpr, BC_STORE: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr,
         BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
     # BC_PER_HEAD: dB, dC go to per-head float32 buffers (batch, L, H, N), summed over each group's
@@ -598,10 +458,6 @@ def _ssd_bwd_kernel(
     #   d(Δx) = Mᵀ du + w·(B dhᵀ)          dC = (du (Δx)ᵀ ∘ 𝓛) B + exp(cs)·(du h_in)
     #   dB = (du (Δx)ᵀ ∘ 𝓛)ᵀ C + w·(Δx dh)  dh_in = exp(cs_last) dh + (exp(cs)·du)ᵀ C
     # and the decays' gradient through the cumulative sums cs (see the module docstring).
-    # The two-pass backward: ADJ_WALK walks its segment computing only the adjoint (the true one, as
-    # the full pass), storing it after every group of CKPT blocks into dhc (n_grp groups); then
-    # PAR_BLOCKS runs one program per block (axis 2), which carries the adjoint stored after its group
-    # back to its block (adjoint updates only) and computes the block's gradients.
     # Segments (axis 2) as in the forward: with ADJ_ONLY, segment sg ≥ 1 computes only the adjoint at
     # its start from dh = 0 at its end (and its total log-decay); the full pass folds those of the later
     # segments into its dh before walking.
@@ -634,20 +490,9 @@ def _ssd_bwd_kernel(
         else:
             Dv = tl.load(D_ptr + h).to(acc)
     dh = tl.zeros([BLOCK_P, BLOCK_N], dtype=acc)
-    if PAR_BLOCKS:
-        blk_lo = sg
-        blk_hi = blk_lo + 1
-        grp = blk_lo // CKPT
-        dh = tl.load(dhc_ptr + (bh64 * n_grp + grp) * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
-        grp_last = tl.minimum(n_blocks, (grp + 1) * CKPT) - 1
-        for kk in range(0, grp_last - blk_lo):          # the group's later blocks, last first
-            t0 = (grp_last - kk) * BLOCK_T
-            dh = _adjoint_step(dh, dt_ptr, C_ptr, z_ptr, dy_ptr, b.to(tl.int64) * L + t0, t0, L, H, G, P, N,
-                               h, g, A, dtb, p, pm, n, nm, i, HAS_Z, HAS_DTB, SOFTPLUS, LOWP, PRECISION, BLOCK_T)
-    else:
-        blk_lo = sg * seg_blocks
-        blk_hi = tl.minimum(n_blocks, blk_lo + seg_blocks)
-    if not ADJ_ONLY and not PAR_BLOCKS:
+    blk_lo = sg * seg_blocks
+    blk_hi = tl.minimum(n_blocks, blk_lo + seg_blocks)
+    if not ADJ_ONLY:
         if HAS_DHT:
             dh = tl.load(dhT_ptr + bh64 * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
         for jj in range(0, n_seg - 1 - sg):          # later segments, last first
@@ -688,9 +533,6 @@ def _ssd_bwd_kernel(
         a_last = tl.sum(a, axis=0)
         e_cs = tl.exp(cs)
         w = tl.exp(a_last - cs)
-        if ADJ_WALK:          # the adjoint after every CKPT-th block (and after the last block)
-            if (blk % CKPT == CKPT - 1) | (blk == n_blocks - 1):
-                tl.store(dhc_ptr + (bh64 * n_grp + blk // CKPT) * P * N + pn_off, dh, mask=pn_mask)
         xv = tl.load(x_ptr + xp_base + xp_off, mask=m_xp, other=0.0).to(acc)
         Bv = tl.load(B_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
         Cv = tl.load(C_ptr + bn_base + bn_off, mask=m_bn, other=0.0)
@@ -708,12 +550,12 @@ def _ssd_bwd_kernel(
             zv = tl.load(z_ptr + xp_base + xp_off, mask=m_xp, other=0.0).to(acc)
             sz = tl.sigmoid(zv)
             dz = dy * u * sz * (1.0 + zv * (1.0 - sz))
-            if not (ADJ_ONLY or ADJ_WALK):
+            if not ADJ_ONLY:
                 tl.store(dz_ptr + xp_base + xp_off, dz.to(dz_ptr.dtype.element_ty), mask=m_xp)
             du = dy * zv * sz
         else:
             du = dy
-        if not (ADJ_ONLY or ADJ_WALK):
+        if not ADJ_ONLY:
             # d(Δx): through the quadratic part and through the state at the block's end
             G1 = tl.dot(Bv.to(op), tl.trans(dh.to(op)), input_precision=PRECISION, out_dtype=acc)     # (T, BP): B dhᵀ
             dxdt = tl.dot(tl.trans(M.to(op)), du.to(op), input_precision=PRECISION, out_dtype=acc) + w[:, None] * G1
@@ -749,7 +591,7 @@ def _ssd_bwd_kernel(
         dh = tl.dot(tl.trans((du * e_cs[:, None]).to(op)), Cv.to(op), acc=dh * tl.exp(a_last),
                     input_precision=PRECISION, out_dtype=acc)
         a_total += a_last
-        if not (ADJ_ONLY or ADJ_WALK):
+        if not ADJ_ONLY:
             # x and the step sizes
             dx = dxdt * dt[:, None]
             if HAS_D:
@@ -765,7 +607,7 @@ def _ssd_bwd_kernel(
         tl.store(seg_dh_ptr + (bh64 * n_seg + sg) * P * N + pn_off, dh, mask=pn_mask)
         tl.store(seg_a_ptr + bh64 * n_seg + sg + tl.arange(0, 1), a_total,
                  mask=(tl.arange(0, 1) < 1) & (pid_p == 0))
-    elif not ADJ_WALK:
+    else:
         tl.atomic_add(dA_ptr + h, tl.sum(dA_acc, axis=0))
         if HAS_DTB:
             tl.atomic_add(ddtb_ptr + h, tl.sum(ddtb_acc, axis=0))
@@ -842,19 +684,15 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
     block_t 32, block_p 64, 4 warps, 2 stages at N = 128 (batch 8, L 4K, H 80) and
     at N = 64 (batch 1, L 16K, H 32, with 16 segments); backward block_t 32,
     P-blocks of 64, 8 warps, and per-head dB, dC buffers when the sequence is
-    split into segments (atomics otherwise). The two-pass algorithms were slower
-    at both shapes. N = 256 and float32
+    split into segments (atomics otherwise). N = 256 and float32
     (3×TF32, T = 32) are first choices from the sm_90a compile-only check
     (``--compile-only``: registers and spills), not yet swept.
     In the interpreter: small tiles, one segment.
     """
-    # the algorithms: single pass was the faster at both of the sweep's shapes
-    algorithms = dict(algorithm="single_pass", ckpt_blocks=4, heads_per_program=1, bwd_algorithm="single_pass",
-                      bwd_ckpt_blocks=4, bwd_bc="atomic")
     if runtime.INTERPRET:
         bp = min(32, max(16, triton.next_power_of_2(P)))
         return dict(block_t=16, block_p=bp, num_warps=1, num_stages=1, segments=1, maxnreg=None, bwd_block_t=16,
-                    bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1, **algorithms)
+                    bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1, bwd_bc="atomic")
     BN = max(16, triton.next_power_of_2(N))
     warps, stages = 8, 1
     if dtype in (torch.float16, torch.bfloat16):
@@ -868,7 +706,7 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
         block_t, block_p = 16, 16
     block_p = min(block_p, max(16, triton.next_power_of_2(P)))
     cfg = dict(block_t=block_t, block_p=block_p, num_warps=warps, num_stages=stages, segments=1, maxnreg=None,
-               **algorithms)
+               bwd_bc="atomic")
     # The backward (and the forward that saves its states) walks blocks of bwd_block_t steps.
     # Larger P-blocks mean fewer float32 atomics on dB, dC and dt (one per P-block and head).
     if dtype in (torch.float16, torch.bfloat16):
@@ -954,12 +792,8 @@ def _kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N):
 
 def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_states=False):
     """y, final state (or None), and with ``save_states`` the state entering every block of
-    ``block_t`` steps, ``(batch·H, n_blocks, P, N)`` float32, for the backward.
-
-    ``cfg["algorithm"]``: ``"single_pass"`` (one program walks its sequence, outputs included) or
-    ``"two_pass"`` (the walk computes only the states, storing the one entering every
-    ``ckpt_blocks``-th block; then ``_ssd_out_kernel`` computes every block's outputs in parallel).
-    Both split the walk into ``segments`` when asked.
+    ``block_t`` steps, ``(batch·H, n_blocks, P, N)`` float32, for the backward. The walk is
+    split into ``cfg["segments"]`` (a first launch computes each segment's local end state).
     """
     batch, L, H, P = x.shape
     G, N = B.shape[2], B.shape[3]
@@ -974,37 +808,23 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
     seg_len = triton.cdiv(triton.cdiv(L, max(1, cfg["segments"])), T) * T   # whole blocks per segment
     S = triton.cdiv(L, seg_len)
     n_blocks = triton.cdiv(L, T)
-    two_pass = cfg["algorithm"] == "two_pass"
-    ck = cfg["ckpt_blocks"] if two_pass and not save_states else 1
-    n_ckpt = triton.cdiv(n_blocks, ck)
     common = _kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N)
     dummy = y
     ptrs = lambda t: dummy if t is None else t  # noqa: E731
-    states = None
-    if save_states or two_pass:
-        # the backward's states in the arithmetic dtype; the output pass's in x's (its products
-        # round the state to x's dtype anyway)
-        st_dtype = acc if save_states or x.dtype not in (torch.float16, torch.bfloat16) else x.dtype
-        states = torch.empty(batch * H, n_ckpt, P, N, dtype=st_dtype, device=x.device)
+    states = torch.empty(batch * H, n_blocks, P, N, dtype=acc, device=x.device) if save_states else None
     seg_h = seg_a = dummy
     if S > 1:   # pass 1: each segment's end state from zero, and its total log-decay
         seg_h = torch.empty(batch * H, S, P, N, dtype=acc, device=x.device)
         seg_a = torch.empty(batch * H, S, dtype=acc, device=x.device)
         _ssd_fwd_kernel[(batch * H, triton.cdiv(P, BP), S - 1)](
             x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), ptrs(h0), y, ptrs(hT), seg_h, seg_a, ptrs(states),
-            L, H, G, P, N, seg_len, S, n_ckpt, STORE_FINAL=want_final, STATES_ONLY=True, WRITE_Y=False,
-            STORE_STATES=False, CKPT=1, **common)
+            L, H, G, P, N, seg_len, S, n_blocks, STORE_FINAL=want_final, STATES_ONLY=True, STORE_STATES=False,
+            **common)
     _ssd_fwd_kernel[(batch * H, triton.cdiv(P, BP), S)](
         x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), ptrs(h0), y, ptrs(hT), seg_h, seg_a, ptrs(states),
-        L, H, G, P, N, seg_len, S, n_ckpt, STORE_FINAL=want_final, STATES_ONLY=False, WRITE_Y=not two_pass,
-        STORE_STATES=states is not None, CKPT=ck, **common)
-    if two_pass:
-        out_flags = {k: v for k, v in common.items() if k != "HAS_H0"}
-        heads = cfg["heads_per_program"]
-        _ssd_out_kernel[(batch * (H // heads), triton.cdiv(P, BP), n_blocks)](
-            x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), states, y, L, H, G, P, N, n_ckpt, CKPT=ck,
-            HEADS=heads, **out_flags)
-    return y, hT, (states if save_states else None)
+        L, H, G, P, N, seg_len, S, n_blocks, STORE_FINAL=want_final, STATES_ONLY=False,
+        STORE_STATES=save_states, **common)
+    return y, hT, states
 
 
 def _backward(x, dt, A, B, C, D, z, dt_bias, h0, states, dy, dhT, softplus, cfg):
@@ -1036,25 +856,17 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, h0, states, dy, dhT, softplus, cfg)
         seg_blocks = triton.cdiv(n_blocks, max(1, cfg.get("bwd_segments", 1)))
         S = triton.cdiv(n_blocks, seg_blocks)
         seg_dh = seg_a = dummy
-        two_pass = cfg["bwd_algorithm"] == "two_pass"
-        ck = cfg["bwd_ckpt_blocks"]
-        n_grp = triton.cdiv(n_blocks, ck)
-        dhc = torch.empty(batch * H, n_grp, P, N, dtype=acc, device=dev) if two_pass else dummy
         args = lambda: (x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), states, dy.contiguous(),  # noqa: E731
                         ptrs(None if dhT is None else dhT.to(acc).contiguous()),
-                        dx, ptrs(dz), ddt, dA, dB, dC, ptrs(dD), ptrs(ddtb), ptrs(dh0), seg_dh, seg_a, dhc,
-                        L, H, G, P, N, n_blocks, seg_blocks, S, n_grp)
+                        dx, ptrs(dz), ddt, dA, dB, dC, ptrs(dD), ptrs(ddtb), ptrs(dh0), seg_dh, seg_a,
+                        L, H, G, P, N, n_blocks, seg_blocks, S)
         grid = (batch * H, triton.cdiv(P, bcfg["block_p"]))
-        mode = dict(HAS_DHT=dhT is not None, BC_PER_HEAD=per_head, BC_STORE=bc_store, CKPT=ck, **flags)
+        mode = dict(HAS_DHT=dhT is not None, BC_PER_HEAD=per_head, BC_STORE=bc_store, **flags)
         if S > 1:   # pass 1: each later segment's adjoint at its start, from zero at its end
             seg_dh = torch.empty(batch * H, S, P, N, dtype=acc, device=dev)
             seg_a = torch.empty(batch * H, S, dtype=acc, device=dev)
-            _ssd_bwd_kernel[(*grid, S - 1)](*args(), ADJ_ONLY=True, ADJ_WALK=False, PAR_BLOCKS=False, **mode)
-        if two_pass:   # the adjoint after every group of ck blocks, then every block's gradients at once
-            _ssd_bwd_kernel[(*grid, S)](*args(), ADJ_ONLY=False, ADJ_WALK=True, PAR_BLOCKS=False, **mode)
-            _ssd_bwd_kernel[(*grid, n_blocks)](*args(), ADJ_ONLY=False, ADJ_WALK=False, PAR_BLOCKS=True, **mode)
-        else:
-            _ssd_bwd_kernel[(*grid, S)](*args(), ADJ_ONLY=False, ADJ_WALK=False, PAR_BLOCKS=False, **mode)
+            _ssd_bwd_kernel[(*grid, S - 1)](*args(), ADJ_ONLY=True, **mode)
+        _ssd_bwd_kernel[(*grid, S)](*args(), ADJ_ONLY=False, **mode)
     else:
         dB.zero_()
         dC.zero_()
@@ -1125,10 +937,8 @@ class _SSD(torch.autograd.Function):
 
 def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
         dt_softplus=False, return_final_states=False, *, block_t=None, block_p=None, num_warps=None,
-        num_stages=None, segments=None, maxnreg=None, algorithm=None, ckpt_blocks=None, heads_per_program=None,
-        backward="triton",
-        bwd_block_p=None, bwd_num_warps=None, bwd_segments=None, bwd_bc=None, bwd_algorithm=None,
-        bwd_ckpt_blocks=None):
+        num_stages=None, segments=None, maxnreg=None, backward="triton", bwd_block_p=None, bwd_num_warps=None,
+        bwd_segments=None, bwd_bc=None):
     """Mamba-2's SSD layer core with the fused Triton kernel (see the module docstring).
 
     Args:
@@ -1147,15 +957,9 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
         block_t, block_p, num_warps, num_stages, segments, maxnreg: override the
             launch configuration (benchmarks and tests; see ``_launch_config``;
             maxnreg caps the registers per thread on the GPU).
-        algorithm: ``"single_pass"`` or ``"two_pass"`` (states first, then every block's
-            outputs in parallel from the state entering every ``ckpt_blocks``-th block;
-            ``heads_per_program`` heads of a group per output program share its C Bᵀ).
         backward: ``"triton"`` (the fused backward kernel) or ``"reference"``
             (recomputation through :func:`ssd_chunked_ref` under autograd).
         bwd_block_p, bwd_num_warps, bwd_segments: the backward kernel's launch configuration.
-        bwd_algorithm, bwd_ckpt_blocks: ``"single_pass"`` (one program walks its blocks backwards)
-            or ``"two_pass"`` (a walk computes only the adjoint, kept after every
-            ``bwd_ckpt_blocks``-th block; then one program per block computes its gradients).
         bwd_bc: how the backward sums dB and dC over the heads of a group: ``"atomic"``
             (float32 atomics on (batch, L, G, N)) or ``"per_head"`` (a float32 buffer per head,
             (batch, L, H, N), summed afterwards: H/G times the memory, no contention).
@@ -1172,28 +976,15 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
     _check_args(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states)
     batch, L, H, P = x.shape
     cfg = _launch_config(batch, H, P, B.shape[3], L, x.dtype)
-    if bwd_algorithm is not None:
-        if bwd_algorithm not in ("single_pass", "two_pass"):
-            raise ValueError(f"bwd_algorithm must be 'single_pass' or 'two_pass', got {bwd_algorithm!r}")
-        cfg["bwd_algorithm"] = bwd_algorithm
     if bwd_bc is not None:
         if bwd_bc not in ("atomic", "per_head"):
             raise ValueError(f"bwd_bc must be 'atomic' or 'per_head', got {bwd_bc!r}")
         cfg["bwd_bc"] = bwd_bc
-    if algorithm is not None:
-        if algorithm not in ("single_pass", "two_pass"):
-            raise ValueError(f"algorithm must be 'single_pass' or 'two_pass', got {algorithm!r}")
-        cfg["algorithm"] = algorithm
     for k, v in dict(block_t=block_t, block_p=block_p, num_warps=num_warps, num_stages=num_stages,
-                     segments=segments, maxnreg=maxnreg, ckpt_blocks=ckpt_blocks,
-                     heads_per_program=heads_per_program, bwd_ckpt_blocks=bwd_ckpt_blocks,
-                     bwd_block_p=bwd_block_p, bwd_num_warps=bwd_num_warps, bwd_segments=bwd_segments).items():
+                     segments=segments, maxnreg=maxnreg, bwd_block_p=bwd_block_p, bwd_num_warps=bwd_num_warps, bwd_segments=bwd_segments).items():
         if v is not None:
             checks.positive_int(k, v)
             cfg[k] = v
-    if (H // B.shape[2]) % cfg["heads_per_program"]:
-        raise ValueError(f"heads_per_program={cfg['heads_per_program']} must divide the heads per group "
-                         f"H/G = {H // B.shape[2]}")
     if block_t is not None:       # an explicit block_t sets the backward's blocks too
         cfg["bwd_block_t"] = block_t
     _pow2_at_least_16("bwd_block_p", cfg["bwd_block_p"])

@@ -114,7 +114,7 @@ def test_kernel_matches_linear_form_float64(L, T, P, N, G, H):
 
 @pytest.mark.parametrize("segments,L", [(2, 65), (3, 64), (4, 100), (8, 40)])
 def test_segments_fold_states(segments, L):
-    """The two-pass path (states of segments, then outputs) equals the single pass."""
+    """Segments (each one's local end state first, then the full pass) equal one pass."""
     a = make(1, L, 2, 16, 1, 16)
     kw = dict(dt_softplus=True, return_final_states=True)
     y_ref, h_ref = call(ssd_linear_ref, a, **kw)
@@ -125,49 +125,12 @@ def test_segments_fold_states(segments, L):
     assert rel_err(call(ssd, a, 16, segments=segments), y_ref) < 1e-10
 
 
-@pytest.mark.parametrize("L", [1, 15, 16, 17, 63, 100])
-@pytest.mark.parametrize("ckpt,segments", [(1, 1), (2, 1), (3, 1), (4, 2)])
-def test_two_pass_algorithm(L, ckpt, segments):
-    """States first (a checkpoint every ``ckpt`` blocks), then every block's outputs in parallel:
-    the same function as the linear form, in float64 to rounding, with every option on."""
-    a = make(2, L, 4, 20, 2, 16, D="matrix")
-    kw = dict(dt_softplus=True, return_final_states=True)
-    y_ref, h_ref = call(ssd_linear_ref, a, **kw)
-    y, h = call(ssd, a, 16, algorithm="two_pass", ckpt_blocks=ckpt, segments=segments, **kw)
-    assert rel_err(y, y_ref) < 1e-10 and rel_err(h, h_ref) < 1e-10
-    a["initial_states"] = a["z"] = None
-    assert rel_err(call(ssd, a, 16, algorithm="two_pass", ckpt_blocks=ckpt), call(ssd_linear_ref, a)) < 1e-10
-
-
-@pytest.mark.parametrize("G,heads", [(1, 2), (1, 4), (2, 2)])
-def test_two_pass_heads_share_the_scores(G, heads):
-    """Output programs of several heads of a group (one C Bᵀ for all of them)."""
-    a = make(2, 45, 4, 20, G, 16, D="matrix")
-    kw = dict(dt_softplus=True, return_final_states=True)
-    y_ref, h_ref = call(ssd_linear_ref, a, **kw)
-    y, h = call(ssd, a, 16, algorithm="two_pass", ckpt_blocks=2, heads_per_program=heads, **kw)
-    assert rel_err(y, y_ref) < 1e-10 and rel_err(h, h_ref) < 1e-10
-
-
-def test_two_pass_16bit_and_gradients():
-    """float16 products (checkpoints stored in float16), and the backward after a two-pass forward
-    (which then keeps float32 states entering every block for it)."""
-    a = make(2, 70, 2, 16, 1, 16)
-    lo = {k: None if v is None else (v.half() if k in ("x", "B", "C", "z") else v.float()) for k, v in a.items()}
-    y_ref = call(ssd_linear_ref, {k: None if v is None else v.double() for k, v in lo.items()}, dt_softplus=True)
-    y = call(ssd, lo, 16, dt_softplus=True, algorithm="two_pass", ckpt_blocks=2)
-    assert y.dtype == torch.float16 and rel_err(y, y_ref) < 1e-2
-    assert_grads_match_linear_form(a, 1e-9, algorithm="two_pass")
-
-
 @pytest.mark.parametrize("L", [16, 37, 100])
-@pytest.mark.parametrize("ckpt,segments,bc", [(1, 1, "atomic"), (3, 1, "per_head"), (2, 2, "atomic"),
-                                              (4, 3, "per_head")])
-def test_backward_two_pass(L, ckpt, segments, bc):
-    """The two-pass backward (the adjoint walk keeps a checkpoint every ``ckpt`` blocks, then one
-    program per block): every gradient equals autograd through the linear form, in float64."""
-    assert_grads_match_linear_form(make(2, L, 4, 20, 2, 16, D="matrix"), 1e-9, bwd_algorithm="two_pass",
-                                   bwd_ckpt_blocks=ckpt, bwd_segments=segments, bwd_bc=bc)
+@pytest.mark.parametrize("segments,bc", [(1, "per_head"), (2, "atomic"), (3, "per_head")])
+def test_backward_segments_and_dB_dC_buffers(L, segments, bc):
+    """The backward in segments, with dB and dC summed by atomics or per-head buffers: every
+    gradient equals autograd through the linear form, in float64."""
+    assert_grads_match_linear_form(make(2, L, 4, 20, 2, 16, D="matrix"), 1e-9, bwd_segments=segments, bwd_bc=bc)
 
 
 @pytest.mark.parametrize("block_p", [16, 32])
@@ -416,10 +379,8 @@ def test_bad_input_names_the_argument(name, bad, exc, match):
 @pytest.mark.parametrize("kw,exc,match", [
     (dict(block_t=24), ValueError, "block_t"), (dict(block_p=8), ValueError, "block_p"),
     (dict(segments=0), ValueError, "segments"), (dict(num_warps=1.5), TypeError, "num_warps"),
-    (dict(backward="torch"), ValueError, "backward"), (dict(algorithm="chunked"), ValueError, "algorithm"),
-    (dict(ckpt_blocks=0), ValueError, "ckpt_blocks"), (dict(bwd_bc="shared"), ValueError, "bwd_bc"),
-    (dict(heads_per_program=3), ValueError, "heads_per_program"),
-    (dict(bwd_algorithm="parallel"), ValueError, "bwd_algorithm"), (dict(bwd_ckpt_blocks=-1), ValueError, "bwd_ckpt"),
+    (dict(backward="torch"), ValueError, "backward"), (dict(bwd_bc="shared"), ValueError, "bwd_bc"),
+    (dict(bwd_segments=-1), ValueError, "bwd_segments"),
 ])
 def test_bad_launch_overrides(kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -528,36 +489,12 @@ def test_gpu_every_launch_config():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("batch,L,H,P,N", [(8, 4096, 80, 64, 128), (1, 16384, 32, 64, 64)])
-@pytest.mark.parametrize("algorithm", ["single_pass", "two_pass"])
-def test_gpu_issue_shapes_bf16(batch, L, H, P, N, algorithm):
+def test_gpu_issue_shapes_bf16(batch, L, H, P, N):
     a = make(batch, L, H, P, 1, N, dtype=torch.float32)
     lo = {k: None if v is None else (v.bfloat16() if k in ("x", "B", "C", "z") else v) for k, v in a.items()}
-    y = call(ssd, lo, 256, dt_softplus=True, algorithm=algorithm)
+    y = call(ssd, lo, 256, dt_softplus=True)
     ref = call(ssd_chunked_ref, lo, 256, dt_softplus=True)       # float32 PyTorch on the same inputs
     assert rel_err(y, ref) < 3e-2
-
-
-@pytest.mark.gpu
-def test_gpu_every_two_pass_config():
-    """Every two-pass configuration of the sweep, bfloat16 and float32, with and without segments."""
-    from ssmlib.bench.duality import SWEEP_TWO_PASS
-    a = make(2, 1031, 8, 64, 2, 128, dtype=torch.float32)
-    kw = dict(dt_softplus=True, return_final_states=True)
-    ref32 = call(ssd_chunked_ref, {k: None if v is None else v.double() for k, v in a.items()}, 64, **kw)
-    lo = {k: None if v is None else (v.bfloat16() if k in ("x", "B", "C", "z") else v) for k, v in a.items()}
-    ref16 = call(ssd_chunked_ref, {k: None if v is None else v.double() for k, v in lo.items()}, 64, **kw)
-    errs = {}
-    for T, BP, nw, ns, ck, hp in SWEEP_TWO_PASS:
-        for S in (1, 4):
-            cfg = dict(algorithm="two_pass", block_t=T, block_p=BP, num_warps=nw, num_stages=ns, ckpt_blocks=ck,
-                       heads_per_program=min(hp, 4), segments=S)          # 4 heads per group here
-            for name, inp, ref, tol in (("bf16", lo, ref16, GPU_TOL[torch.bfloat16]),
-                                        ("fp32", a, ref32, GPU_TOL[torch.float32])):
-                y, h = call(ssd, inp, 64, **kw, **cfg)
-                errs[f"{name} {cfg}"] = (rel_err(y, ref[0]), rel_err(h, ref[1]), tol)
-    print("\n".join(f"{k}: {e[0]:.2e} {e[1]:.2e}" for k, e in errs.items()))
-    bad = {k: e for k, e in errs.items() if max(e[:2]) >= e[2]}
-    assert not bad, bad
 
 
 @pytest.mark.gpu
@@ -613,9 +550,8 @@ def test_gpu_every_backward_config():
     gy = torch.randn_like(y_ref)
     g_ref = torch.autograd.grad(y_ref, [hi[k] for k in names], gy)
     for T, BP, nw in SWEEP_BWD_TILES:
-        for S, bc, alg in ((1, "atomic", "single_pass"), (4, "atomic", "single_pass"), (1, "per_head", "two_pass"),
-                           (4, "per_head", "single_pass"), (4, "atomic", "two_pass")):
-            cfg = dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=S, bwd_bc=bc, bwd_algorithm=alg)
+        for S, bc in ((1, "atomic"), (4, "atomic"), (1, "per_head"), (4, "per_head")):
+            cfg = dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=S, bwd_bc=bc)
             y = call(ssd, lo, 64, dt_softplus=True, **cfg)
             g = torch.autograd.grad(y, [lo[k] for k in names], gy.to(y.dtype))
             for k, u, v in zip(names, g, g_ref):
@@ -658,12 +594,10 @@ def test_bench_dry_run_on_cpu(monkeypatch, tmp_path):
     progress = tmp_path / "sweep.jsonl"
     crashed = json.dumps([tiny[0], "fwd", {"block_t": 99}])       # as if it had killed an earlier run
     progress.write_text(json.dumps({"start": crashed}) + "\n")
-    grid = dict(segments=(1, 2), tiles=[(16, 16, 1, 1, None)], bwd_tiles=[(16, 16, 1)],
-                two_pass_tiles=[(16, 16, 1, 1, 2, 1)])
+    grid = dict(segments=(1, 2), tiles=[(16, 16, 1, 1, None)], bwd_tiles=[(16, 16, 1)])
     sw = bench.ssd_sweep(ceil, shapes=tiny, progress=progress, **grid)
     assert all("median_ms" in r and r["accurate"] and r["rel_err"] < 1e-2 for r in sw["rows"]), sw["rows"]
     assert len(sw["best"]) == 2 and [e["config"] for e in sw["errors"]] == [crashed]
-    assert sum(r.get("algorithm") == "two_pass" for r in sw["rows"]) == 2
     again = bench.ssd_sweep(ceil, shapes=tiny, progress=progress, **grid)     # resumes: nothing left to run
     assert again["rows"] == sw["rows"]
     # a CUDA error poisons the context: the sweep records it and stops; the next run resumes after it

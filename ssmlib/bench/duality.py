@@ -19,10 +19,9 @@ Writes under ``book/results/``:
   16384 // L, at least 1), L = 512 … 64K, forward, bfloat16 (``x = "L"``).
   The crossover length and the ratio at 32K are in ``"summary"``.
 * with ``--sweep``, ``ssd_sweep.json``: launch configurations of the forward
-  at both shapes (single pass: block_t, block_p, num_warps, num_stages,
-  segments, maxnreg; two-pass: also ckpt_blocks and heads_per_program), and of
-  fwd+bwd (block_t, bwd_block_p, bwd_num_warps, bwd_segments, bwd_bc,
-  bwd_algorithm, bwd_ckpt_blocks), each
+  at both shapes (block_t, block_p, num_warps, num_stages, segments,
+  maxnreg), and of fwd+bwd (block_t, bwd_block_p, bwd_num_warps,
+  bwd_segments, bwd_bc), each
   with its error against the float32 reference (``rel_err``, ``accurate``);
   ``"best"`` names the fastest accurate one of each, to copy into
   ``ssmlib.duality._launch_config``.
@@ -310,16 +309,6 @@ SWEEP_TILES = [(32, 64, 4, 2, None), (64, 64, 8, 1, None), (64, 64, 8, 2, None),
                (32, 32, 4, 1, None), (64, 32, 8, 1, None)]
 
 
-#: Launch configurations of the two-pass algorithm (block_t, block_p, num_warps, num_stages, ckpt_blocks,
-#: heads_per_program):
-#: the states-only walk keeps the state entering every ckpt_blocks-th block, the output kernel
-#: recomputes from there (on average (ckpt_blocks − 1)/2 state updates per output block).
-SWEEP_TWO_PASS = [(64, 64, 8, 1, 4, 1), (64, 64, 8, 1, 2, 1), (64, 64, 8, 1, 8, 1), (64, 32, 8, 1, 4, 1),
-                  (64, 64, 8, 2, 4, 1), (32, 64, 4, 1, 8, 1), (32, 64, 4, 2, 8, 1), (32, 64, 8, 1, 8, 1),
-                  (32, 32, 4, 1, 4, 1), (64, 64, 8, 1, 4, 2), (64, 64, 8, 1, 4, 4), (64, 64, 8, 1, 4, 8),
-                  (64, 64, 8, 1, 2, 4), (32, 64, 4, 1, 8, 4)]
-
-
 #: Backward launch configurations the sweep times (block_t, bwd_block_p, bwd_num_warps).
 #: (The first sweep's three fastest of eight; P-blocks of 16 took 40 ms.)
 SWEEP_BWD_TILES = [(32, 64, 8), (32, 32, 4), (16, 64, 8)]
@@ -343,7 +332,7 @@ def _references(inp, chunk, grads):
 
 
 def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILES,
-              bwd_tiles=SWEEP_BWD_TILES, two_pass_tiles=SWEEP_TWO_PASS, progress: Path | None = None) -> dict:
+              bwd_tiles=SWEEP_BWD_TILES, progress: Path | None = None) -> dict:
     """Time every launch configuration and check each against the float32 reference.
 
     Every row carries ``rel_err`` (forward: of y; fwd+bwd: the largest over the
@@ -403,10 +392,6 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
         few_programs = shape["batch"] * shape["H"] < 4 * 132
         fwd_cfgs = [dict(block_t=T, block_p=BP, num_warps=nw, num_stages=ns, segments=S, maxnreg=reg)
                     for T, BP, nw, ns, reg in tiles for S in (segments if few_programs else (1,))]
-        fwd_cfgs += [dict(algorithm="two_pass", block_t=T, block_p=BP, num_warps=nw, num_stages=ns, ckpt_blocks=ck,
-                          heads_per_program=hp, segments=S)
-                     for T, BP, nw, ns, ck, hp in two_pass_tiles for S in (segments if few_programs else (1, 2))
-                     if (shape["H"] // shape["G"]) % hp == 0]
         for cfg in fwd_cfgs:
             attempt(json.dumps([shape, "fwd", cfg]), shape, "fwd", cfg, lambda cfg=cfg: ssd(*args, **kw, **cfg),
                     lambda cfg=cfg: rel_err(ssd(*args, **kw, **cfg), y_ref), nbytes, flops, roof)
@@ -417,12 +402,8 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
         # few programs: the second-smallest and the largest segment counts (one more launch each)
         bwd_segments = tuple(dict.fromkeys((segments[min(1, len(segments) - 1)], segments[-1]))) if few_programs \
             else (1,)
-        variants = [("atomic", "single_pass", None), ("per_head", "single_pass", None), ("atomic", "two_pass", 4),
-                    ("per_head", "two_pass", 4), ("per_head", "two_pass", 8)]
-        bwd_cfgs = [dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=BS, bwd_bc=bc, bwd_algorithm=alg,
-                         **({"bwd_ckpt_blocks": ck} if ck else {}))
-                    for T, BP, nw in bwd_tiles for BS in bwd_segments
-                    for bc, alg, ck in variants]
+        bwd_cfgs = [dict(block_t=T, bwd_block_p=BP, bwd_num_warps=nw, bwd_segments=BS, bwd_bc=bc)
+                    for T, BP, nw in bwd_tiles for BS in bwd_segments for bc in ("atomic", "per_head")]
         for cfg in bwd_cfgs:
 
             def step(cfg=cfg):
@@ -451,9 +432,8 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
             if rs:
                 b = min(rs, key=lambda r: r["median_ms"])
                 best[f"batch{shape['batch']}_L{shape['L']}_{pas}"] = {
-                    k: b[k] for k in ("algorithm", "block_t", "block_p", "num_warps", "num_stages", "segments",
-                                      "maxnreg", "ckpt_blocks", "heads_per_program", "bwd_block_p", "bwd_num_warps",
-                                      "bwd_segments", "bwd_bc", "bwd_algorithm", "bwd_ckpt_blocks", "median_ms",
+                    k: b[k] for k in ("block_t", "block_p", "num_warps", "num_stages", "segments", "maxnreg",
+                                      "bwd_block_p", "bwd_num_warps", "bwd_segments", "bwd_bc", "median_ms",
                                       "rel_err") if k in b}
     return {"benchmark": "ssd_sweep", **environment(), "ceilings": ceil, "tolerance": SWEEP_TOL, "best": best,
             "errors": errors, "rows": rows}
@@ -514,7 +494,7 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
     """Runs with TRITON_INTERPRET=0 (kernels compiled, not interpreted); needs no GPU."""
     from .. import duality
     out = []
-    ints = ["L", "H", "G", "P", "N", "seg_len", "n_seg", "n_ckpt"]
+    ints = ["L", "H", "G", "P", "N", "seg_len", "n_seg", "n_blocks"]
     for dtype, T, BP, N, nw, ns in configs:
         BN = max(16, 1 << (N - 1).bit_length())
         for states_only in (False, True):
@@ -526,46 +506,24 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
                 sig.update({n: "*fp64" for n in sig})
             sig.update({n: "i32" for n in ints})
             cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True,
-                      STORE_FINAL=True, STATES_ONLY=states_only, WRITE_Y=True, STORE_STATES=not states_only, CKPT=1,
+                      STORE_FINAL=True, STATES_ONLY=states_only, STORE_STATES=not states_only,
                       LOWP=dtype in ("bf16", "fp16"),
                       PRECISION="ieee" if dtype == "fp64" else "tf32x3", BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
             div = [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N", "seg_len"]
             rec = {"kernel": "fwd_states_only" if states_only else "fwd", "dtype": dtype, "block_t": T,
                    "block_p": BP, "N": N, "num_warps": nw, "num_stages": ns}
             out.append(_compile_one(rec, duality._ssd_fwd_kernel, sig, cx, div, nw, ns))
-        # the two-pass algorithm: the states-only walk (checkpoints every 4 blocks) and the output kernel
-        for kernel, k in (("fwd_two_pass_states", duality._ssd_fwd_kernel), ("out", duality._ssd_out_kernel)):
-            sig = {n: "*fp32" for n in k.arg_names if n.endswith("_ptr")}
-            sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "y_ptr", "z_ptr", "seg_h_ptr",
-                                                 "seg_a_ptr", "hT_ptr", "states_ptr") if n in sig})
-            if dtype == "fp64":
-                sig.update({n: "*fp64" for n in sig})
-            sig.update({n: "i32" for n in ints if n in k.arg_names})
-            cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, CKPT=4,
-                      LOWP=dtype in ("bf16", "fp16"), PRECISION="ieee" if dtype == "fp64" else "tf32x3",
-                      BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
-            if k is duality._ssd_fwd_kernel:
-                cx.update(HAS_H0=True, STORE_FINAL=True, STATES_ONLY=False, WRITE_Y=False, STORE_STATES=True)
-            else:
-                cx.update(HEADS=4)
-            rec = {"kernel": kernel, "dtype": dtype, "block_t": T, "block_p": BP, "N": N, "num_warps": nw,
-                   "num_stages": ns}
-            out.append(_compile_one(rec, k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N"],
-                                    nw, ns))
     for dtype, T, BP, N, nw, ns in BWD_COMPILE_CONFIGS if bwd_configs is None else bwd_configs:
         BN = max(16, 1 << (N - 1).bit_length())
         k = duality._ssd_bwd_kernel
         sig = {n: "*fp32" for n in k.arg_names if n.endswith("_ptr")}
         sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "z_ptr", "dy_ptr", "dx_ptr", "dz_ptr",
                                              "seg_dh_ptr", "seg_a_ptr", "dhT_ptr")})   # placeholders, as above
-        sig.update({n: "i32" for n in ("L", "H", "G", "P", "N", "n_blocks", "seg_blocks", "n_seg", "n_grp")})
-        for kernel, adj, walk, par, per_head in (("bwd", False, False, False, False),
-                                                 ("bwd_adjoint_only", True, False, False, False),
-                                                 ("bwd_bc_per_head", False, False, False, True),
-                                                 ("bwd_two_pass_walk", False, True, False, False),
-                                                 ("bwd_two_pass_blocks", False, False, True, True)):
+        sig.update({n: "i32" for n in ("L", "H", "G", "P", "N", "n_blocks", "seg_blocks", "n_seg")})
+        for kernel, adj, per_head in (("bwd", False, False), ("bwd_adjoint_only", True, False),
+                                      ("bwd_bc_per_head", False, True)):
             cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True, HAS_DHT=True,
-                      ADJ_ONLY=adj, ADJ_WALK=walk, PAR_BLOCKS=par, CKPT=4, BC_PER_HEAD=per_head,
+                      ADJ_ONLY=adj, BC_PER_HEAD=per_head,
                       BC_STORE=per_head, LOWP=dtype in ("bf16", "fp16"), PRECISION="tf32x3", BLOCK_T=T, BLOCK_P=BP,
                       BLOCK_N=BN)
             rec = {"kernel": kernel, "dtype": dtype, "block_t": T, "block_p": BP,
