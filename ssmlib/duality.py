@@ -690,10 +690,10 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
     In the interpreter: small tiles, one segment.
     """
     if runtime.INTERPRET:
-        bp = min(32, max(16, triton.next_power_of_2(P)))
+        bp = min(32, max(16, runtime.next_pow2(P)))
         return dict(block_t=16, block_p=bp, num_warps=1, num_stages=1, segments=1, maxnreg=None, bwd_block_t=16,
                     bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1, bwd_bc="atomic")
-    BN = max(16, triton.next_power_of_2(N))
+    BN = max(16, runtime.next_pow2(N))
     warps, stages = 8, 1
     if dtype in (torch.float16, torch.bfloat16):
         if BN <= 128:    # two stages: the next block's x, dt, B, C arrive by cp.async meanwhile
@@ -704,7 +704,7 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
         block_t, block_p = 32, 64 if BN <= 64 else 16
     else:                              # float64 (tests): no tensor cores
         block_t, block_p = 16, 16
-    block_p = min(block_p, max(16, triton.next_power_of_2(P)))
+    block_p = min(block_p, max(16, runtime.next_pow2(P)))
     cfg = dict(block_t=block_t, block_p=block_p, num_warps=warps, num_stages=stages, segments=1, maxnreg=None,
                bwd_bc="atomic")
     # The backward (and the forward that saves its states) walks blocks of bwd_block_t steps.
@@ -713,14 +713,14 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
         cfg.update(bwd_block_t=32, bwd_block_p=64 if BN <= 128 else 32, bwd_num_warps=8, bwd_segments=1)
     else:
         cfg.update(bwd_block_t=16, bwd_block_p=16, bwd_num_warps=4, bwd_segments=1)
-    cfg["bwd_block_p"] = min(cfg["bwd_block_p"], max(16, triton.next_power_of_2(P)))
-    programs = batch * H * triton.cdiv(P, cfg["bwd_block_p"])
+    cfg["bwd_block_p"] = min(cfg["bwd_block_p"], max(16, runtime.next_pow2(P)))
+    programs = batch * H * runtime.cdiv(P, cfg["bwd_block_p"])
     max_seg = max(1, L // (8 * cfg["bwd_block_t"]))
     while cfg["bwd_segments"] * programs < 2 * SMS and cfg["bwd_segments"] * 2 <= max_seg:
         cfg["bwd_segments"] *= 2
     if cfg["bwd_segments"] > 1:     # faster than atomics in the sweep at batch 1, L 16K (ssd_sweep.json)
         cfg["bwd_bc"] = "per_head"
-    programs = batch * H * triton.cdiv(P, block_p)
+    programs = batch * H * runtime.cdiv(P, block_p)
     max_seg = max(1, L // (8 * cfg["block_t"]))
     while cfg["segments"] * programs < 2 * SMS and cfg["segments"] * 2 <= max_seg:
         cfg["segments"] *= 2
@@ -783,7 +783,7 @@ def _kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N):
     flags = dict(HAS_D=D is not None, D_PER_P=D is not None and D.dim() == 2, HAS_Z=z is not None,
                  HAS_DTB=dt_bias is not None, SOFTPLUS=bool(softplus), HAS_H0=h0 is not None, LOWP=lowp,
                  PRECISION="ieee" if x.dtype == torch.float64 else "tf32x3", BLOCK_T=cfg["block_t"],
-                 BLOCK_P=cfg["block_p"], BLOCK_N=max(16, triton.next_power_of_2(N)),
+                 BLOCK_P=cfg["block_p"], BLOCK_N=max(16, runtime.next_pow2(N)),
                  num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if cfg.get("maxnreg"):
         flags["maxnreg"] = cfg["maxnreg"]
@@ -805,9 +805,9 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
             hT.copy_(h0) if h0 is not None else hT.zero_()
         return y, hT, None
     T, BP = cfg["block_t"], cfg["block_p"]
-    seg_len = triton.cdiv(triton.cdiv(L, max(1, cfg["segments"])), T) * T   # whole blocks per segment
-    S = triton.cdiv(L, seg_len)
-    n_blocks = triton.cdiv(L, T)
+    seg_len = runtime.cdiv(runtime.cdiv(L, max(1, cfg["segments"])), T) * T   # whole blocks per segment
+    S = runtime.cdiv(L, seg_len)
+    n_blocks = runtime.cdiv(L, T)
     common = _kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N)
     dummy = y
     ptrs = lambda t: dummy if t is None else t  # noqa: E731
@@ -816,11 +816,11 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
     if S > 1:   # pass 1: each segment's end state from zero, and its total log-decay
         seg_h = torch.empty(batch * H, S, P, N, dtype=acc, device=x.device)
         seg_a = torch.empty(batch * H, S, dtype=acc, device=x.device)
-        _ssd_fwd_kernel[(batch * H, triton.cdiv(P, BP), S - 1)](
+        _ssd_fwd_kernel[(batch * H, runtime.cdiv(P, BP), S - 1)](
             x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), ptrs(h0), y, ptrs(hT), seg_h, seg_a, ptrs(states),
             L, H, G, P, N, seg_len, S, n_blocks, STORE_FINAL=want_final, STATES_ONLY=True, STORE_STATES=False,
             **common)
-    _ssd_fwd_kernel[(batch * H, triton.cdiv(P, BP), S)](
+    _ssd_fwd_kernel[(batch * H, runtime.cdiv(P, BP), S)](
         x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), ptrs(h0), y, ptrs(hT), seg_h, seg_a, ptrs(states),
         L, H, G, P, N, seg_len, S, n_blocks, STORE_FINAL=want_final, STATES_ONLY=False,
         STORE_STATES=save_states, **common)
@@ -838,7 +838,7 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, h0, states, dy, dhT, softplus, cfg)
     ddt = torch.zeros(batch, L, H, dtype=acc, device=dev)
     dA = torch.zeros(H, dtype=acc, device=dev)
     per_head = cfg["bwd_bc"] == "per_head" and H > G
-    n_pb = triton.cdiv(P, cfg["bwd_block_p"])
+    n_pb = runtime.cdiv(P, cfg["bwd_block_p"])
     bc_store = per_head and n_pb == 1
     bc_shape = (batch, L, H if per_head else G, N)
     dB = (torch.empty if bc_store else torch.zeros)(bc_shape, dtype=acc, device=dev)
@@ -853,14 +853,14 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, h0, states, dy, dhT, softplus, cfg)
         dummy = dx
         ptrs = lambda t: dummy if t is None else t  # noqa: E731
         n_blocks = states.shape[1]
-        seg_blocks = triton.cdiv(n_blocks, max(1, cfg.get("bwd_segments", 1)))
-        S = triton.cdiv(n_blocks, seg_blocks)
+        seg_blocks = runtime.cdiv(n_blocks, max(1, cfg.get("bwd_segments", 1)))
+        S = runtime.cdiv(n_blocks, seg_blocks)
         seg_dh = seg_a = dummy
         args = lambda: (x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), states, dy.contiguous(),  # noqa: E731
                         ptrs(None if dhT is None else dhT.to(acc).contiguous()),
                         dx, ptrs(dz), ddt, dA, dB, dC, ptrs(dD), ptrs(ddtb), ptrs(dh0), seg_dh, seg_a,
                         L, H, G, P, N, n_blocks, seg_blocks, S)
-        grid = (batch * H, triton.cdiv(P, bcfg["block_p"]))
+        grid = (batch * H, runtime.cdiv(P, bcfg["block_p"]))
         mode = dict(HAS_DHT=dhT is not None, BC_PER_HEAD=per_head, BC_STORE=bc_store, **flags)
         if S > 1:   # pass 1: each later segment's adjoint at its start, from zero at its end
             seg_dh = torch.empty(batch * H, S, P, N, dtype=acc, device=dev)
@@ -1053,9 +1053,9 @@ def ssd_step(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fa
             runtime.check_kernel_device(name, t)
             checks.contiguous(name, t)
     checks.same_device(**named)
-    BN = triton.next_power_of_2(N)
+    BN = runtime.next_pow2(N)
     if block_p is None:
-        block_p = min(triton.next_power_of_2(P), max(1, 4096 // BN))
+        block_p = min(runtime.next_pow2(P), max(1, 4096 // BN))
     checks.positive_int("block_p", block_p)
     if block_p & (block_p - 1):
         raise ValueError(f"block_p must be a power of two, got {block_p}")
@@ -1063,7 +1063,7 @@ def ssd_step(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fa
     if batch * H * P == 0:
         return y
     dummy = y
-    _ssd_step_kernel[(batch * H, triton.cdiv(P, block_p))](
+    _ssd_step_kernel[(batch * H, runtime.cdiv(P, block_p))](
         state, x, dt, A, B, C, dummy if D is None else D, dummy if z is None else z,
         dummy if dt_bias is None else dt_bias, y, H, G, P, N,
         HAS_D=D is not None, D_PER_P=D is not None and D.dim() == 2, HAS_Z=z is not None,

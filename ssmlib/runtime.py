@@ -15,6 +15,7 @@ Importing this module is the first thing ``ssmlib/__init__.py`` does.
 """
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 
@@ -60,3 +61,21 @@ def check_kernel_device(name: str, t: torch.Tensor) -> None:
         raise ValueError(
             f"{name} is on {t.device}, but ssmlib's kernels run on {DEVICE!r} here "
             f"({describe()}); move it with .to(ssmlib.DEVICE)")
+
+
+# Host-side integer helpers for the launch code: ``triton.cdiv`` and ``triton.next_power_of_2``
+# are Triton functions that cost about 2 µs a call on the host; a call of selective_scan made a dozen.
+def cdiv(a: int, b: int) -> int:
+    """⌈a / b⌉ for non-negative ints."""
+    return -(-a // b)
+
+
+def next_pow2(n: int) -> int:
+    """The smallest power of two ≥ n (1 for n ≤ 1)."""
+    return 1 << max(0, n - 1).bit_length()
+
+
+@functools.lru_cache(maxsize=None)
+def sm_count(device: torch.device | str) -> int:
+    """Streaming multiprocessors of a CUDA device (cached: the launch heuristics ask at every call)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count

@@ -1267,8 +1267,8 @@ def _fwd_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, int]:
     measured best of ``python -m ssmlib.bench selective --sweep``.
     """
     if runtime.INTERPRET:
-        return 8, min(16, triton.next_power_of_2(max(L, 1))), 1
-    bt = min(128, max(32, triton.next_power_of_2(max(L, 1))))
+        return 8, min(16, runtime.next_pow2(max(L, 1))), 1
+    bt = min(128, max(32, runtime.next_pow2(max(L, 1))))
     return 2048 // bt, bt, 8
 
 
@@ -1294,7 +1294,7 @@ def _serial_config(sequences: int, device) -> tuple[int, int]:
     """(BLOCK_D, num_warps) of the serial forward: 8 channels per warp (Triton puts 8 rows × 4
     lanes of the state tile in a warp for N >= 16); 4 warps, fewer when there would be fewer
     than 4 programs per SM (one batch element of a small model: parallelism is scarce)."""
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    sms = runtime.sm_count(device)
     bd, nw = 32, 4
     while bd > 8 and sequences // bd < 4 * sms:
         bd, nw = bd // 2, nw // 2
@@ -1304,8 +1304,8 @@ def _serial_config(sequences: int, device) -> tuple[int, int]:
 def _bwd_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, int]:
     """(BLOCK_D, BLOCK_T, num_warps) of the backward (more live tiles than the forward)."""
     if runtime.INTERPRET:
-        return 8, min(16, triton.next_power_of_2(max(L, 1))), 1
-    return 4, min(128, max(16, triton.next_power_of_2(max(L, 1)))), 4
+        return 8, min(16, runtime.next_pow2(max(L, 1))), 1
+    return 4, min(128, max(16, runtime.next_pow2(max(L, 1)))), 4
 
 
 def _bwd_serial_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, int]:
@@ -1314,7 +1314,7 @@ def _bwd_serial_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, in
     (``BWD_SERIAL_CONFIGS`` in ``ssmlib.bench.selective``): 8 channels × 16 states on one warp,
     4 states a thread."""
     if runtime.INTERPRET:
-        return 8, min(8, triton.next_power_of_2(max(L, 1))), 1
+        return 8, min(8, runtime.next_pow2(max(L, 1))), 1
     return 8, 8, 1             # the H200 sweep's best: 8 channels on one warp
 
 
@@ -1412,7 +1412,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
     else:
         ckpt = (config or {}).get("bwd_block_t") or _bwd_config(N, L, u.dtype)[1]
     _check_pow2("bwd_block_t", ckpt)
-    n_chunks, n_ckpt = triton.cdiv(L, bt), triton.cdiv(L, ckpt)
+    n_chunks, n_ckpt = runtime.cdiv(L, bt), runtime.cdiv(L, ckpt)
     states = torch.empty(batch, dim, n_ckpt, N, dtype=acc, device=u.device) if want_states else None
     if (config or {}).get("variant", _fwd_variant(N, L)) in ("pipelined", "rowwise"):
         return _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states,
@@ -1426,7 +1426,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
         bd, nw = (8, 1) if runtime.INTERPRET else _serial_config(batch * dim, u.device)
         bd = (config or {}).get("block_d") or bd
         nw = (config or {}).get("num_warps") or nw
-        n_dblocks = triton.cdiv(dpg, bd)
+        n_dblocks = runtime.cdiv(dpg, bd)
         last = torch.zeros(batch, dim, N, dtype=acc, device=u.device) if want_last else None
         if batch * dim and L:
             grid = batch * G * n_dblocks
@@ -1443,11 +1443,11 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
                 dim, L, N, dpg, n_dblocks, n_ckpt, *sB, *sC,
                 VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), STORE_LAST=want_last,
-                STORE_STATES=want_states, CKPT=ckpt, EVEN_L=L % bt == 0, EVEN_N=triton.next_power_of_2(N) == N,
-                BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=triton.next_power_of_2(N), num_warps=nw)
+                STORE_STATES=want_states, CKPT=ckpt, EVEN_L=L % bt == 0, EVEN_N=runtime.next_pow2(N) == N,
+                BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=runtime.next_pow2(N), num_warps=nw)
         saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
         return out, last, saved
-    n_dblocks = triton.cdiv(dpg, bd)
+    n_dblocks = runtime.cdiv(dpg, bd)
     if batch * dim and L:
         _selective_scan_fwd_kernel[(batch * G * n_dblocks,)](
             u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
@@ -1472,11 +1472,11 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
     bd = config.get("block_d") or bd
     nw = config.get("num_warps") or nw
     dpg = dim // G
-    n_dblocks = triton.cdiv(dpg, bd)
+    n_dblocks = runtime.cdiv(dpg, bd)
     programs = batch * G * n_dblocks
     seg_len = config.get("seg_len") or _pipe_seg_len(programs * nw, L, bt, u.device)
-    seg_len = triton.cdiv(max(seg_len, bt), bt) * bt               # a whole number of chunks
-    n_seg = triton.cdiv(L, seg_len) if L else 1
+    seg_len = runtime.cdiv(max(seg_len, bt), bt) * bt               # a whole number of chunks
+    n_seg = runtime.cdiv(L, seg_len) if L else 1
     out = torch.empty_like(u)
     last = torch.empty(batch, dim, N, dtype=acc, device=u.device) if want_last and batch * dim and L else (
         torch.zeros(batch, dim, N, dtype=acc, device=u.device) if want_last else None)
@@ -1491,8 +1491,8 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
         common = dict(VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None,
                       HAS_Z=z is not None,
                       HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), CKPT=ckpt, EVEN_L=L % bt == 0,
-                      EVEN_N=triton.next_power_of_2(N) == N, BLOCK_D=bd, BLOCK_T=bt,
-                      BLOCK_N=triton.next_power_of_2(N), num_warps=nw)
+                      EVEN_N=runtime.next_pow2(N) == N, BLOCK_D=bd, BLOCK_T=bt,
+                      BLOCK_N=runtime.next_pow2(N), num_warps=nw)
         if not rowwise:   # the H200 sweep's best: 2 (B and C a chunk ahead)
             common["BC_TILE"] = int(config.get("bc_tile", 0 if runtime.INTERPRET else 2) or 0)
         # unused pointers are placeholders of the same dtype as a real call's (u's for inputs)
@@ -1506,7 +1506,7 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                 *args, STORE_LAST=False, STORE_STATES=False, STATES_ONLY=True, HAS_H0=False, **common)
             # pass 2: the entering state of every segment
             total = batch * dim * N
-            _selective_scan_seg_combine_kernel[(triton.cdiv(total, 256),)](seg, A, dim, N, n_seg, total,
+            _selective_scan_seg_combine_kernel[(runtime.cdiv(total, 256),)](seg, A, dim, N, n_seg, total,
                                                                           BLOCK=256, num_warps=4)
         # pass 3 (or the only pass): every segment from its entering state
         kernel[(programs, n_seg)](
@@ -1521,11 +1521,11 @@ def _pipe_seg_len(warps: int, L: int, bt: int, device) -> int:
     per SM (the split costs a second pass of exponentials). A first guess for the sweep."""
     if runtime.INTERPRET or L <= 8 * bt:
         return max(L, 1)
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    sms = runtime.sm_count(device)
     if warps >= 8 * sms:
         return L
-    want = triton.cdiv(16 * sms, warps)
-    return max(8 * bt, triton.next_power_of_2(triton.cdiv(L, want)))
+    want = runtime.cdiv(16 * sms, warps)
+    return max(8 * bt, runtime.next_pow2(runtime.cdiv(L, want)))
 
 
 def _backward_serial(saved, softplus, dout, dlast, config):
@@ -1536,10 +1536,10 @@ def _backward_serial(saved, softplus, dout, dlast, config):
     acc = states.dtype
     bd, _, nw = _bwd_serial_config(N, L, u.dtype)
     bd, nw = config.get("bwd_block_d") or bd, config.get("bwd_num_warps") or nw
-    n_chunks = triton.cdiv(L, bt)
+    n_chunks = runtime.cdiv(L, bt)
     dpg = dim // G
-    n_dblocks = triton.cdiv(dpg, bd)
-    BN = triton.next_power_of_2(N)
+    n_dblocks = runtime.cdiv(dpg, bd)
+    BN = runtime.next_pow2(N)
     NS = BN if BN == N else N
     dout = dout.contiguous()
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
@@ -1599,7 +1599,7 @@ def _backward(saved, softplus, dout, dlast, config=None):
     if config:
         bd, nw = config.get("bwd_block_d") or bd, config.get("bwd_num_warps") or nw
         flip = config.get("bwd_flip", flip)
-    n_chunks = triton.cdiv(L, bt)
+    n_chunks = runtime.cdiv(L, bt)
     dout = dout.contiguous()
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
@@ -1611,7 +1611,7 @@ def _backward(saved, softplus, dout, dlast, config=None):
     dD = torch.empty(batch, dim, dtype=acc, device=u.device) if D is not None else None
     dbias = torch.empty(batch, dim, dtype=acc, device=u.device) if delta_bias is not None else None
     dpg = dim // G
-    n_dblocks = triton.cdiv(dpg, bd)
+    n_dblocks = runtime.cdiv(dpg, bd)
     kcarry = torch.zeros(batch, dim, 2, N, dtype=acc, device=u.device)
     if dlast is not None:
         kcarry[:, :, 1] = dlast
@@ -1626,7 +1626,7 @@ def _backward(saved, softplus, dout, dlast, config=None):
             *_bc_strides(B, var_B, N, L), *_bc_strides(C, var_C, N, L),
             VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), EVEN_L=L % bt == 0, FLIP=flip,
-            BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=triton.next_power_of_2(N), num_warps=nw)
+            BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=runtime.next_pow2(N), num_warps=nw)
     else:
         du.zero_(), ddelta.zero_(), dA.zero_(), dB.zero_(), dC.zero_()
         for t in (dz, dD, dbias):
@@ -1775,12 +1775,12 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     _check_pow2("block_d", block_d)
     _check_pow2("num_warps", num_warps)
     out = torch.empty_like(x)
-    BN = triton.next_power_of_2(N)
+    BN = runtime.next_pow2(N)
     # the H200 sweep's best at N = 16: 128 channels on 8 warps (8 states a thread)
     bd = block_d or (64 if runtime.INTERPRET else max(1, min(128, 2048 // BN)))
     nw = num_warps or (1 if runtime.INTERPRET else max(1, min(8, bd * BN // 256)))
     if batch * dim:
-        _selective_state_update_kernel[(batch, triton.cdiv(dim, bd))](
+        _selective_state_update_kernel[(batch, runtime.cdiv(dim, bd))](
             state, x, dt, A, B, C, D if D is not None else x, z if z is not None else x,
             dt_bias if dt_bias is not None else x, out, dim, N,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
