@@ -13,9 +13,11 @@ SUITES=${SUITES-$(python3 -c "from ssmlib.bench.__main__ import SUITES; print(*S
 TRAIN=${TRAIN-hippo_rnn layers}
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$LOGS/nvidia-smi.txt"
 python3 -c "import torch, triton, numpy; print(torch.__version__, triton.__version__, numpy.__version__)"
-if [ -n "$TESTS" ]; then  # every test that needs neither the built book nor Jupyter (not installed there)
-    python3 -m pytest -q -p no:cacheprovider $TESTS -m "not book" --ignore=tests/test_book.py \
-        --ignore=tests/test_notebooks_clean.py --ignore=tests/test_interactive.py 2>&1 | tee "$LOGS/gpu_pytest.txt"
+if [ -n "$TESTS" ]; then  # every test that needs neither the built book nor Jupyter (not installed there),
+    # in SHARDS parallel processes (compiling the kernels is most of their time): logs/gpu_pytest.N.txt
+    SHARDS=${SHARDS:-8} NAME=gpu_pytest LOGS="$LOGS" bash tools/pytest_shards.sh $TESTS -m "not book" \
+        --ignore=tests/test_book.py --ignore=tests/test_notebooks_clean.py --ignore=tests/test_interactive.py \
+        2>&1 | tee "$LOGS/gpu_pytest.txt"
 fi
 for suite in $SUITES; do
     python3 -m ssmlib.bench "$suite" --sweep --out "$OUT" 2>&1 | tee "$LOGS/bench_$suite.txt"
