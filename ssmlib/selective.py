@@ -83,7 +83,10 @@ Four forward kernels (``config={"variant": ...}``), all parallel over
   so ``dim`` and ``dpg`` are not specialised. In the sm_90a code at N = 16,
   bf16, 128 channels on 4 warps, 8 steps a chunk: about 9.4 instructions per
   element at 94 registers, against 16.8 at 246 for "pipelined" with
-  ``bc_tile=2``. Not yet timed on the GPU.
+  ``bc_tile=2``. Timed on the H200 (``book/results/logs/gpu_selective_rowwise.txt``):
+  slower than "pipelined" at the headline shape in bf16 despite the fewer
+  instructions, about even in fp32, a little faster at batch 1, L 16K; kept as
+  an option until a profile says what holds it back (``tools/profile_kernels.py``).
 
 Instruction counts in the sm_90a code (compile-only: ``python -m
 ssmlib.bench.selective --compile-only``; N = 16, block 32×16, 4 warps, SASS of
@@ -92,7 +95,8 @@ barriers and 2 scratch loads per step, pipelined ≈ 14.0 with no barrier (6
 shuffles per step, 2 more than serial), scan ≈ 19 (bf16) to 30 (fp32),
 against a budget of 8 issue slots per exponential (the H200 issues 4
 warp-instructions per clock per SM and has 16 exp lanes). The serial kernel
-measured 7.8× its floor at the headline shape: it is latency-bound (about 12
+runs several times its floor at the headline shape (``triton_serial`` in
+``book/results/selective_scan.json``): it is latency-bound (about 12
 warps per SM, and each chunk waits for its loads, a scratch round trip and two
 barriers), not issue-bound, which is what "pipelined" addresses. The sweep
 (``python -m ssmlib.bench.selective --sweep-only``, ``book/results/selective_scan_sweep.json``)
