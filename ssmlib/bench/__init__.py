@@ -29,6 +29,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -51,6 +52,19 @@ def environment() -> dict:
 def median_ms(fn, warmup: int = 25, rep: int = 100) -> float:
     """Median time of ``fn()`` in milliseconds (CUDA events, after warm-up)."""
     return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
+
+
+def host_ms(fn, calls: int = 50) -> float:
+    """Host time of one ``fn()`` in milliseconds: ``calls`` calls issued back to back without
+    waiting for the GPU (argument checks, allocations, launches), after a synchronisation.
+    When it exceeds the kernel time, back-to-back timings measure the host, not the kernel."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    t = (time.perf_counter() - t0) / calls * 1e3
+    torch.cuda.synchronize()
+    return t
 
 
 def ceilings() -> dict:

@@ -5,10 +5,13 @@ Writes four files under ``book/results/``:
 * ``selective_scan.json``: forward and forward+backward at batch 8, dim 1536,
   N 16, L 2048 (float32 and bfloat16): the fused kernels, the unfused PyTorch
   scan, the PyTorch loop (forward, float32) and the floor; the decoding step
-  at batch 64, dim 4096, N 16.
+  at batch 64, dim 4096, N 16 (with its ``host_ms``, and ``triton_state_update_graph``:
+  replayed from a CUDA graph through four states, so that none stays in L2).
 * ``selective_scan_length.json``: the Mamba paper's speed setting (batch 1,
   dim 1024, N 16, bfloat16), L = 512 … 128K: fused vs unfused, forward and
-  forward+backward (``x = "L"`` for :func:`ssmlib.bench.plot`).
+  forward+backward (``x = "L"`` for :func:`ssmlib.bench.plot`); the fused
+  rows carry ``host_ms`` (:func:`ssmlib.bench.host_ms`: the Python side of a
+  call), and ``triton_graph`` is the forward replayed from a CUDA graph.
 * ``selective_scan_memory.json``: peak memory of forward+backward, fused vs
   unfused, same setting (``peak_MB`` per row).
 * with ``--sweep``, ``selective_scan_sweep.json``: every launch configuration
@@ -44,7 +47,7 @@ import triton
 import triton.language as tl
 
 from ..selective import (selective_scan, selective_scan_ref, selective_scan_unfused, selective_state_update)
-from . import compile_sm90, environment, in_compiler_subprocess, median_ms, rel_err
+from . import compile_sm90, environment, host_ms, in_compiler_subprocess, median_ms, rel_err
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -180,12 +183,20 @@ def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096,
     step = (lambda: selective_state_update(state, x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True))
     ms = median_ms(step)
     shape = {"batch": b, "dim": d, "L": 1, "N": n, "dtype": "bfloat16", "pass": "state_update"}
-    rows.append(_row("triton_state_update", shape, ms, nbytes, b * d * n, ceil))
+    rows.append(_row("triton_state_update", shape, ms, nbytes, b * d * n, ceil,
+                     **({"host_ms": host_ms(step)} if DEVICE == "cuda" else {})))
     if DEVICE == "cuda":
-        # the same step replayed from a CUDA graph (as decoding loops run): the kernel's time without
-        # the Python argument checks and launch (a ~8 us kernel otherwise measures the host)
-        ms = float(triton.testing.do_bench_cudagraph(step, rep=100, return_mode="median"))
+        # replayed from a CUDA graph (as decoding loops run): the kernel without the Python checks and
+        # the launch. The graph steps through 4 states (4 x 36 MB, more than the 50 MB L2), as a model's
+        # layers would: one state alone stays in L2 between replays and would beat the HBM floor.
+        states = [state] + [torch.randn_like(state) for _ in range(3)]
+
+        def steps():
+            for s in states:
+                selective_state_update(s, x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True)
+        ms = float(triton.testing.do_bench_cudagraph(steps, rep=100, return_mode="median")) / len(states)
         rows.append(_row("triton_state_update_graph", shape, ms, nbytes, b * d * n, ceil))
+        del states
     rows.append(_row("roofline", shape, _roof(nbytes, b * d * n, ceil), nbytes, b * d * n, ceil))
     return {"benchmark": "selective_scan", **environment(), "ceilings": ceil, "rows": rows}
 
@@ -204,8 +215,10 @@ def by_length(ceil, Ls=tuple(512 * 2**k for k in range(9)), batch=1, dim=1024, N
                 slow = not impl.startswith("triton")
                 ms = _time(f, impl, warmup=2 if slow else 25, rep=5 if slow else 100)
                 if ms is not None:
+                    # the fused calls' host time: above the kernel's, back-to-back timings measure the host
+                    extra = {"host_ms": host_ms(f)} if impl == "triton" and DEVICE == "cuda" else {}
                     rows.append(_row(impl if passes == "fwd" else impl + "_fwd_bwd", {**shape, "pass": passes},
-                                     ms, nbytes, exps, ceil))
+                                     ms, nbytes, exps, ceil, **extra))
                 torch.cuda.empty_cache()
             if passes == "fwd" and DEVICE == "cuda":
                 # the default forward replayed from a CUDA graph: at short L the Python checks and
