@@ -174,8 +174,8 @@ MAX_N = 256
 INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 #: Keys of :func:`selective_scan`'s ``config``.
-CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "bwd_block_d", "bwd_block_t",
-               "bwd_num_warps", "bwd_flip", "bwd_variant")
+CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg", "bwd_block_d",
+               "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant")
 #: Forward kernels selectable with ``config={"variant": ...}``.
 FWD_VARIANTS = ("serial", "scan", "pipelined", "rowwise")
 #: Largest state size of the "rowwise" forward (its N states live in one thread's registers).
@@ -699,7 +699,8 @@ def _selective_scan_fwd_row_kernel(
     # that the load is not vectorised (4 channels a thread, the warps then splitting N).
     # BLOCK_D = 32 · num_warps. B_t, C_t (the same for all channels) are broadcast loads of the
     # transposed (batch, [G,] L, N) copies. The chunk's u, Δ, z arrive in their own (coalesced)
-    # layout and are converted once per chunk; u and Δ are loaded a chunk ahead. Segments, checkpoints and the last state as in
+    # layout and are converted once per chunk; u and Δ are loaded a chunk ahead. Segments, checkpoints
+    # and the last state as in
     # _selective_scan_fwd_pipe_kernel (same arguments; A_ptr, and B_ptr / C_ptr when fixed,
     # point at the transposed (N, dim) copies).
     pid = tl.program_id(0)
@@ -1499,6 +1500,8 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                       BLOCK_N=runtime.next_pow2(N), num_warps=nw)
         if not rowwise:   # the H200 sweep's best: 2 (B and C a chunk ahead)
             common["BC_TILE"] = int(config.get("bc_tile", 0 if runtime.INTERPRET else 2) or 0)
+        if config.get("maxnreg"):
+            common["maxnreg"] = config["maxnreg"]
         # unused pointers are placeholders of the same dtype as a real call's (u's for inputs)
         args = (u, delta, A_in, Bt, Ct, D if D is not None else u, z if z is not None else u,
                 delta_bias if delta_bias is not None else u, out, last if last is not None else out,
@@ -1694,7 +1697,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             into segments of that length, three passes) and ``bc_tile`` (0, 1: B and
             C loaded per chunk, 2: a chunk ahead; the default on the GPU, 0 in the
             interpreter); "rowwise" (N ≤ 32: one channel per thread, ``block_d`` =
-            32·``num_warps``) also takes ``seg_len``.
+            32·``num_warps``) also takes ``seg_len``; both take ``maxnreg`` (a cap on
+            registers per thread, so that more programs fit in an SM).
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on
@@ -1709,8 +1713,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             if k not in CONFIG_KEYS:
                 raise ValueError(f"config has unknown key {k!r}")
         for k, v in config.items():
-            if k not in ("bwd_flip", "variant", "bc_tile", "bwd_variant"):
+            if k not in ("bwd_flip", "variant", "bc_tile", "bwd_variant", "maxnreg"):
                 _check_pow2(k, v)
+        if "maxnreg" in config:
+            checks.positive_int("config maxnreg", config["maxnreg"])
         if config.get("bc_tile", 0) not in (0, 1, 2):
             raise ValueError(f"config bc_tile must be 0/False, 1/True or 2, got {config['bc_tile']!r}")
         if config.get("variant", "scan") not in FWD_VARIANTS:

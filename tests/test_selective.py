@@ -170,7 +170,8 @@ def test_forward_half_inputs_float32_state(dtype, tol):
                                  dict(variant="scan", block_d=1, block_t=2),
                                  dict(variant="scan", block_d=16, block_t=64),
                                  dict(variant="serial", block_d=4, block_t=1, bwd_block_t=1),
-                                 dict(variant="pipelined", block_d=2, block_t=2, seg_len=4, bc_tile=True)])
+                                 dict(variant="pipelined", block_d=2, block_t=2, seg_len=4, bc_tile=True),
+                                 dict(variant="pipelined", block_d=2, block_t=4, bc_tile=2, maxnreg=168)])
 def test_launch_configs_agree(cfg):
     """Chunks of any length and channel blocks that straddle the end give the same answer."""
     t = make(2, 6, 13, 3, "grouped", 2)
@@ -468,6 +469,10 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bwd_variant="serial", bwd_block_t=64))
     with pytest.raises(ValueError, match="too long for bwd_variant 'serial'"):     # the default backward
         call(selective_scan, t, config=dict(bwd_block_t=64))
+    with pytest.raises(ValueError, match="config maxnreg must be >= 1"):
+        call(selective_scan, t, config=dict(maxnreg=0))
+    with pytest.raises(TypeError, match="config maxnreg must be an int"):
+        call(selective_scan, t, config=dict(maxnreg=1.5))
 
 
 def test_kernels_compile_for_sm90():

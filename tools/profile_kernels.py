@@ -9,11 +9,12 @@ Run under Nsight Compute or compute-sanitizer on the GPU machine, e.g.::
     compute-sanitizer --tool memcheck python3 tools/profile_kernels.py ssd 64x4 bf16
 
 The first call compiles (and is skipped by ``--launch-skip``); the second is the
-one profiled. Kernels and shapes: ``selective VARIANT DTYPE`` (variant "pipelined",
+one profiled. Kernels and shapes: ``selective VARIANT DTYPE`` (variant "default", "pipelined",
 "rowwise", "serial" or "scan"; batch 8, dim 1536, N 16, L 2048), ``selective_bwd
-DTYPE`` (the default fwd+bwd), ``state_update`` (batch 64, dim 4096, N 16), and
-``ssd TILE DTYPE`` (TILE as block_t x num_warps, e.g. "32x4"; batch 8, L 4096, H 80,
-P 64, N 128), ``ssd_small TILE DTYPE`` (batch 1, L 16K, H 32, N 64).
+DTYPE`` (the default fwd+bwd), ``state_update`` (batch 64, dim 4096, N 16),
+``ssd TILE DTYPE`` (TILE: block_t x num_warps [x block_p], e.g. "32x4" or
+"64x4x32"; batch 8, L 4096, H 80, P 64, N 128) and ``ssd_small TILE DTYPE``
+(batch 1, L 16K, H 32, N 64).
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def ssd_call(tile: str, dtype: str, small: bool) -> None:
     from ssmlib import ssd
     from ssmlib.bench.duality import _inputs
     from ssmlib import duality
-    block_t, num_warps = (int(v) for v in tile.split("x"))
+    block_t, num_warps, *block_p = (int(v) for v in tile.split("x"))
     if block_t > duality.MAX_STEPS_PER_WARP * num_warps:     # refused by ssd: lifted here, to look at why
         print(f"note: ssd refuses block_t {block_t} on {num_warps} warps on the GPU; lifted for this run")
         duality.MAX_STEPS_PER_WARP = block_t
@@ -59,7 +60,7 @@ def ssd_call(tile: str, dtype: str, small: bool) -> None:
     i = _inputs(*shape, dtype=DTYPES[dtype])
     for _ in range(2):
         ssd(i["x"], i["dt"], i["A"], i["B"], i["C"], 256, D=i["D"], dt_bias=i["dt_bias"], dt_softplus=True,
-            block_t=block_t, num_warps=num_warps)
+            block_t=block_t, num_warps=num_warps, block_p=block_p[0] if block_p else None)
         torch.cuda.synchronize()
 
 

@@ -306,7 +306,11 @@ def attention_crossover(ceil=None, Ls=(512, 1024, 2048, 4096, 8192, 16384, 32768
 #: ones at either shape (its P-blocks of 16 and its maxnreg=128 ones were 1.5 to 5 times slower
 #: than the best).
 SWEEP_TILES = [(32, 64, 4, 2, None), (64, 64, 8, 1, None), (64, 64, 8, 2, None), (32, 64, 8, 1, None),
-               (32, 32, 4, 1, None), (64, 32, 8, 1, None)]
+               (32, 32, 4, 1, None), (64, 32, 8, 1, None),
+               # The default at 255 (N 128) or 227 (N 64) registers a thread fits 2 programs (8 warps) in an
+               # SM's 64K registers; capped at 168 it fits 3 (compile-only, sm_90a: no spills at N 64, 392
+               # bytes at N 128), at 128 four (148 bytes of spills at N 64).
+               (32, 64, 4, 2, 168), (32, 64, 4, 2, 128)]
 
 
 #: Backward launch configurations the sweep times (block_t, bwd_block_p, bwd_num_warps).

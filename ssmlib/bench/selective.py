@@ -264,7 +264,7 @@ def peak_memory(ceil, Ls=(512, 1024, 2048, 4096, 8192, 16384), batch=1, dim=1024
     return {"benchmark": "selective_scan_memory", **environment(), "ceilings": ceil, "rows": rows}
 
 
-#: (variant, block_d, block_t, num_warps[, seg_len, bc_tile]) of the forward (see :func:`fwd_config_dict`).
+#: (variant, block_d, block_t, num_warps[, seg_len, bc_tile, maxnreg]) of the forward (see :func:`fwd_config_dict`).
 #: "pipelined": seg_len None is the launch heuristic's choice (split only when there are fewer than
 #: 8 warps per SM, e.g. batch 1); 1 << 20 never splits; bc_tile loads the chunk's B and C at once.
 #: "rowwise": block_d = 32 · num_warps (a channel per thread), the same segment heuristic.
@@ -286,12 +286,15 @@ FWD_CONFIGS = ([("serial", bd, bt, nw) for bd, bt, nw in
                + [("pipelined", 32, 16, 4, seg, 0) for seg in (128, 256, 512, 1024, 2048, 1 << 20)]
                + [("pipelined", 16, 16, 2, seg, 0) for seg in (256, 1024)]
                + [("pipelined", 32, 8, 4, seg, 2) for seg in (256, 1024)]
-               + [("rowwise", 128, 8, 4, seg) for seg in (256, 512, 1024)])
+               + [("rowwise", 128, 8, 4, seg) for seg in (256, 512, 1024)]
+               # at 246 registers a thread two programs of 4 warps fit in an SM, so the headline's 384
+               # programs take 1.45 waves; capped at 168 (56 bytes of spills, compile-only) three fit: one wave
+               + [("pipelined", 32, 16, 4, None, 2, reg) for reg in (168, 160)])
 
 
 def fwd_config_dict(c) -> dict:
     """A :data:`FWD_CONFIGS` entry as :func:`ssmlib.selective_scan`'s ``config`` dict."""
-    keys = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile")
+    keys = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg")
     return {k: v for k, v in zip(keys, c) if v is not None}
 #: (block_t, block_d, num_warps, flip) of the backward (block_t: its chunk, the forward's checkpoint interval).
 BWD_CONFIGS = ([(bt, bd, nw, False) for bt in (64, 128, 256) for bd in (1, 2, 4, 8) for nw in (2, 4)
