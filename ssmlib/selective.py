@@ -175,7 +175,7 @@ INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 #: Keys of :func:`selective_scan`'s ``config``.
 CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg", "bwd_block_d",
-               "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant")
+               "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg")
 #: Forward kernels selectable with ``config={"variant": ...}``.
 FWD_VARIANTS = ("serial", "scan", "pipelined", "rowwise")
 #: Largest state size of the "rowwise" forward (its N states live in one thread's registers).
@@ -1576,7 +1576,7 @@ def _backward_serial(saved, softplus, dout, dlast, config):
             VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), HAS_DLAST=dl is not None,
             EVEN_L=L % bt == 0, EVEN_N=BN == N, BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN, TW=max(bt, BN),
-            num_warps=nw)
+            num_warps=nw, **({"maxnreg": config["bwd_maxnreg"]} if config.get("bwd_maxnreg") else {}))
     else:
         du.zero_(), ddelta.zero_(), dA.zero_(), dBp.zero_(), dCp.zero_()
         for t in (dz, dD, dbias):
@@ -1698,7 +1698,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             C loaded per chunk, 2: a chunk ahead; the default on the GPU, 0 in the
             interpreter); "rowwise" (N ≤ 32: one channel per thread, ``block_d`` =
             32·``num_warps``) also takes ``seg_len``; both take ``maxnreg`` (a cap on
-            registers per thread, so that more programs fit in an SM).
+            registers per thread, so that more programs fit in an SM), as the
+            "serial" backward takes ``bwd_maxnreg``.
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on
@@ -1713,10 +1714,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             if k not in CONFIG_KEYS:
                 raise ValueError(f"config has unknown key {k!r}")
         for k, v in config.items():
-            if k not in ("bwd_flip", "variant", "bc_tile", "bwd_variant", "maxnreg"):
+            if k not in ("bwd_flip", "variant", "bc_tile", "bwd_variant", "maxnreg", "bwd_maxnreg"):
                 _check_pow2(k, v)
-        if "maxnreg" in config:
-            checks.positive_int("config maxnreg", config["maxnreg"])
+        for k in ("maxnreg", "bwd_maxnreg"):
+            if k in config:
+                checks.positive_int(f"config {k}", config[k])
         if config.get("bc_tile", 0) not in (0, 1, 2):
             raise ValueError(f"config bc_tile must be 0/False, 1/True or 2, got {config['bc_tile']!r}")
         if config.get("variant", "scan") not in FWD_VARIANTS:

@@ -309,7 +309,8 @@ def test_backward_serial_option_subsets(opts, softplus, last):
 
 @pytest.mark.parametrize("cfg", [dict(bwd_block_t=1, bwd_block_d=2), dict(bwd_block_t=4, bwd_block_d=1),
                                  dict(bwd_block_t=2, bwd_block_d=4, variant="pipelined", block_t=2, seg_len=8),
-                                 dict(bwd_block_t=16, bwd_block_d=16, variant="scan", block_t=4)])
+                                 dict(bwd_block_t=16, bwd_block_d=16, variant="scan", block_t=4),
+                                 dict(bwd_block_t=4, bwd_block_d=2, bwd_maxnreg=168)])
 def test_backward_serial_launch_configs(cfg):
     """Any chunk length (= checkpoint interval), channel blocks straddling a group's end, any forward."""
     t = make(2, 6, 21, 3, "grouped", 2)
@@ -471,6 +472,8 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bwd_block_t=64))
     with pytest.raises(ValueError, match="config maxnreg must be >= 1"):
         call(selective_scan, t, config=dict(maxnreg=0))
+    with pytest.raises(ValueError, match="config bwd_maxnreg must be >= 1"):
+        call(selective_scan, t, config=dict(bwd_maxnreg=-2))
     with pytest.raises(TypeError, match="config maxnreg must be an int"):
         call(selective_scan, t, config=dict(maxnreg=1.5))
 

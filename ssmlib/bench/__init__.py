@@ -116,13 +116,14 @@ def load(name: str, directory: Path = RESULTS) -> dict:
 
 
 def compile_sm90(kernel, signature: dict, constexprs: dict, divisible=(), num_warps: int = 4,
-                 num_stages: int | None = None):
+                 num_stages: int | None = None, maxnreg: int | None = None):
     """Compile a ``@triton.jit`` kernel for an H100/H200 (sm_90a) without a GPU, and read ptxas.
 
     ``signature`` types the runtime arguments (``"*bf16"``, ``"i32"``, …; the
     others are constexprs, given in ``constexprs``); ``divisible`` names the
     arguments Triton may assume are multiples of 16, as it does for a real call
-    whose pointers and sizes are. Needs ``TRITON_INTERPRET=0`` (see
+    whose pointers and sizes are; ``maxnreg`` caps the registers a thread (as the launch
+    option does). Needs ``TRITON_INTERPRET=0`` (see
     :func:`in_compiler_subprocess`). Returns the compiled kernel (``.asm`` holds
     ttgir, ptx, cubin) and ``{"registers", "spill_store_bytes",
     "spill_load_bytes", "shared_bytes"}``.
@@ -134,7 +135,8 @@ def compile_sm90(kernel, signature: dict, constexprs: dict, divisible=(), num_wa
     names = kernel.arg_names
     sig = {n: signature.get(n, "constexpr") for n in names}
     attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in divisible}
-    options = {"num_warps": num_warps} | ({} if num_stages is None else {"num_stages": num_stages})
+    options = ({"num_warps": num_warps} | ({} if num_stages is None else {"num_stages": num_stages})
+               | ({} if maxnreg is None else {"maxnreg": maxnreg}))
     c = triton.compile(ASTSource(fn=kernel, signature=sig, attrs=attrs,
                                  constexprs={(names.index(n),): v for n, v in constexprs.items()}),
                        target=GPUTarget("cuda", 90, 32), options=options)

@@ -300,20 +300,25 @@ def fwd_config_dict(c) -> dict:
 BWD_CONFIGS = ([(bt, bd, nw, False) for bt in (64, 128, 256) for bd in (1, 2, 4, 8) for nw in (2, 4)
                 if 256 <= bd * bt <= 1024]
                + [(128, 4, 4, True), (128, 2, 2, True), (256, 1, 4, True)])
-#: (block_t, block_d, num_warps) of the "serial" backward (config bwd_variant="serial"); block_t is
+#: (block_t, block_d, num_warps[, maxnreg]) of the "serial" backward (config bwd_variant="serial"); block_t is
 #: its chunk and the forward's checkpoint interval, kept short (x_t and Ā_t of a chunk live in
 #: registers: 2·block_t·block_d·N / (32·num_warps) of them per thread).
 #: Compile-only (sm_90a, N 16): block_t 8 at 4 states per thread has no spills at 255 registers;
 #: block_t 16 spills (kept for one measured data point), as do 8 states per thread.
+#: At 255 registers eight 1-warp programs fit in an SM: the headline's 1536 take 1.45 waves; capped at
+#: 168 (252 bytes of spills, compile-only) twelve fit, one wave.
 BWD_SERIAL_CONFIGS = [(8, 32, 4), (8, 16, 2), (8, 8, 1), (8, 64, 8), (8, 32, 8), (4, 32, 4), (4, 64, 4),
-                      (4, 16, 2), (16, 32, 8), (8, 4, 1), (4, 8, 1), (16, 8, 1), (8, 8, 2)]
+                      (4, 16, 2), (16, 32, 8), (8, 4, 1), (4, 8, 1), (16, 8, 1), (8, 8, 2),
+                      (8, 8, 1, 168), (8, 32, 4, 168)]
 
 
 def bwd_config_dict(c) -> dict:
-    """A :data:`BWD_CONFIGS` (4 entries) or :data:`BWD_SERIAL_CONFIGS` (3) entry as a ``config`` dict."""
-    if len(c) == 3:
-        return dict(bwd_variant="serial", bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2])
-    return dict(bwd_variant="scan", bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2], bwd_flip=c[3])
+    """A :data:`BWD_CONFIGS` entry (its 4th element the flip, a bool) or a :data:`BWD_SERIAL_CONFIGS`
+    one (3 elements, or a 4th that is maxnreg) as a ``config`` dict."""
+    if len(c) == 4 and isinstance(c[3], bool):
+        return dict(bwd_variant="scan", bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2], bwd_flip=c[3])
+    cfg = dict(bwd_variant="serial", bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2])
+    return cfg | ({"bwd_maxnreg": c[3]} if len(c) == 4 else {})
 
 
 def _grads(t, config=None):
@@ -429,7 +434,8 @@ COMPILE_CONFIGS = [("serial", "bf16", 32, 16, 4, 16), ("serial", "fp32", 32, 16,
                    ("pipelined", "bf16", 32, 32, 4, 16), ("pipelined", "fp16", 32, 16, 4, 16),
                    ("pipelined", "bf16", 32, 16, 4, 4), ("pipelined+bc_tile", "fp64", 8, 8, 1, 4),
                    ("pipelined+bc_tile2", "bf16", 32, 8, 4, 16), ("pipelined+bc_tile2", "bf16", 32, 16, 4, 16),
-                   ("pipelined+bc_tile2", "fp32", 32, 8, 4, 16)]
+                   ("pipelined+bc_tile2", "fp32", 32, 8, 4, 16),
+                   ("pipelined+bc_tile2@168", "bf16", 32, 16, 4, 16)]       # "@R": registers capped at R
 
 
 def _sass_loop_stats(cubin: bytes) -> dict:
@@ -479,14 +485,14 @@ def _sass_loop_stats(cubin: bytes) -> dict:
 DIVISIBLE_INTS = ("dim", "L", "N", "dpg", "n_dblocks", "n_ckpt", "seg_len", "sB_b", "sB_g", "sC_b", "sC_g")
 
 
-def _compile_one(kernel, sig, constexprs, num_warps):
+def _compile_one(kernel, sig, constexprs, num_warps, maxnreg=None):
     # as Triton specialises a real call at the headline shape: pointers and the integers that
     # are multiples of 16 there (dim, L, N, strides) are known to be divisible by 16
     # (except the integers the kernel asks Triton not to specialise)
     skip = {kernel.arg_names[i] if isinstance(i, int) else i for i in getattr(kernel, "do_not_specialize", ())}
     div = [n for n in kernel.arg_names if n.endswith("_ptr")] + [n for n in DIVISIBLE_INTS
                                                                  if sig.get(n) == "i32" and n not in skip]
-    c, stats = compile_sm90(kernel, sig, constexprs, div, num_warps)
+    c, stats = compile_sm90(kernel, sig, constexprs, div, num_warps, maxnreg=maxnreg)
     return {**stats, "convert_layouts": c.asm["ttgir"].count("ttg.convert_layout"),
             **_sass_loop_stats(c.asm["cubin"])}
 
@@ -498,8 +504,10 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
     from .. import selective as S
     out = []
     for variant, dtype, bd, bt, nw, N in configs:
+        variant, _, reg = variant.partition("@")           # "...@168": registers capped at 168
+        maxnreg = int(reg) if reg else None
         if variant.startswith("bwd"):
-            out.append(_compile_bwd(S, variant, dtype, bd, bt, nw, N))
+            out.append(_compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg))
             continue
         BN = 1 << (N - 1).bit_length()
         bc = dict(BC_TILE=2 if variant.endswith("+bc_tile2") else 1 if variant.endswith("+bc_tile") else 0)
@@ -532,7 +540,7 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
                 rec = {"variant": variant, "kernel": kname, "dtype": dtype, "block_d": bd, "block_t": bt,
                        "num_warps": nw, "N": N, "checkpoints": backward}
                 try:
-                    rec.update(_compile_one(kernel, sig, cx, nw))
+                    rec.update(_compile_one(kernel, sig, cx, nw, maxnreg), maxnreg=maxnreg)
                     # elements (b, d, t, n) one thread handles per chunk iteration
                     rec["elems_per_thread_iter"] = bd * bt * BN / (32 * nw)
                     rec["loop_sass_per_elem"] = round(rec["loop_sass"] / rec["elems_per_thread_iter"], 2)
@@ -555,7 +563,7 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
     return out
 
 
-def _compile_bwd(S, variant, dtype, bd, bt, nw, N) -> dict:
+def _compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg=None) -> dict:
     """One backward kernel compiled as a real call types it: "bwd_scan" (the default backward),
     "bwd_serial" (config bwd_variant="serial"), with every option on, or with "-noopts" without D,
     z, delta_bias, softplus and d last_state (their pointers then placeholders: u's dtype for D, z,
@@ -581,9 +589,9 @@ def _compile_bwd(S, variant, dtype, bd, bt, nw, N) -> dict:
     else:
         cx.update(FLIP=False)
     rec = {"variant": variant, "kernel": "bwd", "dtype": dtype, "block_d": bd, "block_t": bt, "num_warps": nw,
-           "N": N}
+           "N": N, "maxnreg": maxnreg}
     try:
-        rec.update(_compile_one(kernel, sig, cx, nw))
+        rec.update(_compile_one(kernel, sig, cx, nw, maxnreg))
         rec["elems_per_thread_iter"] = bd * bt * BN / (32 * nw)
         rec["loop_sass_per_elem"] = round(rec["loop_sass"] / rec["elems_per_thread_iter"], 2)
         if not serial:
@@ -601,7 +609,8 @@ COMPILE_BWD_CONFIGS = [("bwd_scan", "bf16", 4, 128, 4, 16), ("bwd_scan", "fp32",
                        ("bwd_serial", "bf16", 32, 8, 4, 16), ("bwd_serial", "fp32", 32, 8, 4, 16),
                        ("bwd_serial-noopts", "bf16", 32, 8, 4, 16), ("bwd_serial", "bf16", 32, 16, 4, 16),
                        ("bwd_serial", "bf16", 8, 8, 1, 16), ("bwd_serial", "bf16", 16, 8, 2, 16),
-                       ("bwd_serial", "bf16", 64, 8, 8, 16), ("bwd_serial", "bf16", 32, 8, 4, 4)]
+                       ("bwd_serial", "bf16", 64, 8, 8, 16), ("bwd_serial", "bf16", 32, 8, 4, 4),
+                       ("bwd_serial@168", "bf16", 8, 8, 1, 16)]
 
 
 def compile_report(configs=None, kinds=None, state_update=True) -> list[dict]:
