@@ -981,7 +981,8 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
             raise ValueError(f"bwd_bc must be 'atomic' or 'per_head', got {bwd_bc!r}")
         cfg["bwd_bc"] = bwd_bc
     for k, v in dict(block_t=block_t, block_p=block_p, num_warps=num_warps, num_stages=num_stages,
-                     segments=segments, maxnreg=maxnreg, bwd_block_p=bwd_block_p, bwd_num_warps=bwd_num_warps, bwd_segments=bwd_segments).items():
+                     segments=segments, maxnreg=maxnreg, bwd_block_p=bwd_block_p, bwd_num_warps=bwd_num_warps,
+                     bwd_segments=bwd_segments).items():
         if v is not None:
             checks.positive_int(k, v)
             cfg[k] = v

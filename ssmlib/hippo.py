@@ -58,8 +58,8 @@ C_k = C_{k−1} Ā_kᵀ + f_k B̄_kᵀ with C of shape (BLOCK_B, N): a ``tl.dot`
 tensor cores. For float32 it runs as ``"tf32x3"`` (each operand split into a
 TF32 high part and a TF32 remainder, three products), about 22 correct bits
 per product against float32's 24 (measured on the H200: up to ~15× the error
-of a float32 PyTorch loop over 2,049 steps, 1e-4 relative at most), three times the tensor-core work of plain TF32 and still far
-faster than float32 FMAs. Float64 uses plain float64 products (``"ieee"``).
+of a float32 PyTorch loop over 2,049 steps, 1e-4 relative at most), three times the
+tensor-core work of plain TF32 and still far faster than float32 FMAs. Float64 uses plain float64 products (``"ieee"``).
 A program holds its block's state C on chip for the whole sequence; for LegT
 and LagT it also loads Ā and B̄ once. For LegS it reads Ā_k, B̄_k (N² + N
 numbers, computed in float64 before the launch and cast) at every step. The

@@ -84,8 +84,9 @@ def _rows(Ns, Ls, ceil, backward=True):
                 t = median_ms(fn, warmup=5, rep=50)
                 print(f"N {N} L {L} {impl}: {t:.3f} ms", flush=True)
                 method = impl.split("_")[0]
+                method_flops = H * krylov_flops(N, L, "naive" if method == "triton" else method)
                 rows.append({"impl": impl, **shape, "median_ms": t, "extra_MB": extra, "bytes": nbytes,
-                             "flops": fl, "method_flops": H * krylov_flops(N, L, "naive" if method == "triton" else method),
+                             "flops": fl, "method_flops": method_flops,
                              "roofline_ms": roof, "fraction_of_roofline": roof / t})
             rows.append({"impl": "roofline", **shape, "median_ms": roof, "extra_MB": 0.0, "bytes": nbytes,
                          "flops": fl, "method_flops": fl, "roofline_ms": roof, "fraction_of_roofline": 1.0})
