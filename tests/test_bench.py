@@ -41,3 +41,9 @@ def test_save_load_roundtrip(tmp_path):
 def test_cli_refuses_without_gpu():
     with pytest.raises(SystemExit):
         bench_main(["recurrence"])
+
+
+def test_host_ms_times_the_calls():
+    import time
+    t = bench.host_ms(lambda: time.sleep(0.002), calls=5)
+    assert 2.0 <= t < 50.0

@@ -496,6 +496,17 @@ def test_kernels_compile_for_sm90():
         assert r["loop_bar"] == 0 and r["loop_lds_sts"] == 0 and r["loop_ex2"] >= r["elems_per_thread_iter"], r
 
 
+def test_register_cap_reaches_the_compiled_kernel():
+    """config maxnreg / bwd_maxnreg are launch options; the compile-only report's "@R" passes the same
+    cap: the sm_90a code of the pipelined forward and the serial backward uses at most R registers."""
+    from ssmlib.bench.selective import compile_report
+
+    recs = compile_report([("pipelined+bc_tile2@168", "bf16", 32, 16, 4, 16), ("bwd_serial@168", "bf16", 8, 8, 1, 16)],
+                          kinds=("fwd",), state_update=False)
+    assert len(recs) == 2 and not [r for r in recs if "error" in r], recs
+    assert all(r["maxnreg"] == 168 and 0 < r["registers"] <= 168 for r in recs), recs
+
+
 def test_rowwise_kernel_keeps_a_channel_in_one_thread():
     """The rowwise forward compiled for sm_90a: the layout it is designed for (a channel's 16 states
     in one thread) shows as a step loop without shuffles, shared memory or barriers, and 16

@@ -58,12 +58,13 @@ def host_ms(fn, calls: int = 50) -> float:
     """Host time of one ``fn()`` in milliseconds: ``calls`` calls issued back to back without
     waiting for the GPU (argument checks, allocations, launches), after a synchronisation.
     When it exceeds the kernel time, back-to-back timings measure the host, not the kernel."""
-    torch.cuda.synchronize()
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
     t0 = time.perf_counter()
     for _ in range(calls):
         fn()
     t = (time.perf_counter() - t0) / calls * 1e3
-    torch.cuda.synchronize()
+    sync()
     return t
 
 
