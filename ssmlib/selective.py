@@ -1230,37 +1230,46 @@ def _selective_scan_bwd_serial_kernel(
 @triton.jit
 def _selective_state_update_kernel(
         state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr,
-        dim, N,
+        batch, dim, N,
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
-    b = tl.program_id(0)
+        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_B: tl.constexpr):
+    # Program (block of BLOCK_B batch rows, block of BLOCK_D channels): A, D and dt_bias of the
+    # channels are loaded once for the BLOCK_B rows (unrolled, so their state loads are in flight
+    # together).
     d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     dmask = d < dim
     n = tl.arange(0, BLOCK_N)
     nmask = n < N
-    m2 = dmask[:, None] & nmask[None, :]
     acc = tl.float64 if x_ptr.dtype.element_ty == tl.float64 else tl.float32
-    row = b.to(tl.int64) * dim + d
-    sofs = row[:, None] * N + n[None, :]
-    S = tl.load(state_ptr + sofs, mask=m2, other=0.0).to(acc)
-    xv = tl.load(x_ptr + row, mask=dmask, other=0.0).to(acc)
-    dt = tl.load(dt_ptr + row, mask=dmask, other=0.0).to(acc)
+    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dmask[:, None] & nmask[None, :], other=0.0).to(acc)
     if HAS_BIAS:
-        dt += tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)
-    if SOFTPLUS:
-        dt = _softplus(dt)
-    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=m2, other=0.0).to(acc)
-    Bv = tl.load(B_ptr + b.to(tl.int64) * N + n, mask=nmask, other=0.0).to(acc)
-    Cv = tl.load(C_ptr + b.to(tl.int64) * N + n, mask=nmask, other=0.0).to(acc)
-    S = tl.exp2(dt[:, None] * A * 1.4426950408889634) * S + (dt * xv)[:, None] * Bv[None, :]
-    tl.store(state_ptr + sofs, S.to(state_ptr.dtype.element_ty), mask=m2)
-    y = tl.sum(S * Cv[None, :], 1)
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)
     if HAS_D:
-        y += tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc) * xv
-    if HAS_Z:
-        zv = tl.load(z_ptr + row, mask=dmask, other=0.0).to(acc)
-        y *= zv * tl.sigmoid(zv)
-    tl.store(out_ptr + row, y.to(out_ptr.dtype.element_ty), mask=dmask)
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)
+    for i in tl.static_range(BLOCK_B):
+        b = tl.program_id(0) * BLOCK_B + i
+        bmask = dmask & (b < batch)
+        m2 = bmask[:, None] & nmask[None, :]
+        row = b.to(tl.int64) * dim + d
+        sofs = row[:, None] * N + n[None, :]
+        S = tl.load(state_ptr + sofs, mask=m2, other=0.0).to(acc)
+        xv = tl.load(x_ptr + row, mask=bmask, other=0.0).to(acc)
+        dt = tl.load(dt_ptr + row, mask=bmask, other=0.0).to(acc)
+        if HAS_BIAS:
+            dt += bias
+        if SOFTPLUS:
+            dt = _softplus(dt)
+        Bv = tl.load(B_ptr + b.to(tl.int64) * N + n, mask=nmask & (b < batch), other=0.0).to(acc)
+        Cv = tl.load(C_ptr + b.to(tl.int64) * N + n, mask=nmask & (b < batch), other=0.0).to(acc)
+        S = tl.exp2(dt[:, None] * A * 1.4426950408889634) * S + (dt * xv)[:, None] * Bv[None, :]
+        tl.store(state_ptr + sofs, S.to(state_ptr.dtype.element_ty), mask=m2)
+        y = tl.sum(S * Cv[None, :], 1)
+        if HAS_D:
+            y += Dv * xv
+        if HAS_Z:
+            zv = tl.load(z_ptr + row, mask=bmask, other=0.0).to(acc)
+            y *= zv * tl.sigmoid(zv)
+        tl.store(out_ptr + row, y.to(out_ptr.dtype.element_ty), mask=bmask)
 
 
 # ----------------------------------------------------------------------------- launch configs
@@ -1745,7 +1754,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 
 
 def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, *,
-                           block_d=None, num_warps=None):
+                           block_d=None, num_warps=None, block_b=None):
     """One recurrent step of the selective scan (decoding); updates ``state`` in place.
 
     Args:
@@ -1754,6 +1763,8 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
         A: ``(dim, N)`` real.  B, C: ``(batch, N)``.  D, dt_bias: ``(dim,)``, optional.
 
     Arithmetic in float32 (float64 for float64). Returns ``out (batch, dim)`` in x's dtype.
+    ``block_d``, ``num_warps``, ``block_b`` override the launch configuration: channels and
+    warps per program, and batch rows per program (which share the channels' A, D, dt_bias loads).
     """
     checks.tensor("state", state, ndim=3, dtypes=INPUT_DTYPES)
     batch, dim, N = state.shape
@@ -1786,17 +1797,20 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     checks.same_device(**named)
     _check_pow2("block_d", block_d)
     _check_pow2("num_warps", num_warps)
+    if block_b is not None:
+        checks.positive_int("block_b", block_b)
     out = torch.empty_like(x)
     BN = runtime.next_pow2(N)
     # the H200 sweep's best at N = 16: 128 channels on 8 warps (8 states a thread)
     bd = block_d or (64 if runtime.INTERPRET else max(1, min(128, 2048 // BN)))
     nw = num_warps or (1 if runtime.INTERPRET else max(1, min(8, bd * BN // 256)))
+    bb = block_b or 1
     if batch * dim:
-        _selective_state_update_kernel[(batch, runtime.cdiv(dim, bd))](
+        _selective_state_update_kernel[(runtime.cdiv(batch, bb), runtime.cdiv(dim, bd))](
             state, x, dt, A, B, C, D if D is not None else x, z if z is not None else x,
-            dt_bias if dt_bias is not None else x, out, dim, N,
+            dt_bias if dt_bias is not None else x, out, batch, dim, N,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
-            SOFTPLUS=bool(dt_softplus), BLOCK_D=bd, BLOCK_N=BN, num_warps=nw)
+            SOFTPLUS=bool(dt_softplus), BLOCK_D=bd, BLOCK_N=BN, BLOCK_B=bb, num_warps=nw)
     return out
 
 

@@ -375,14 +375,16 @@ def test_backward_float32(kind, G):
 
 # ------------------------------------------------------------------ decoding step
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_state_update_matches_reference(dtype):
+@pytest.mark.parametrize("block_b", [None, 2, 4])
+def test_state_update_matches_reference(dtype, block_b):
+    """Batch rows per program (block_b) need not divide the batch."""
     batch, dim, N = 3, 37, 5
     t = make(batch, dim, 1, N, "var", dtype=dtype)
     state = torch.randn(batch, dim, N, dtype=dtype, device=DEV)
     args = (t["u"][..., 0], t["delta"][..., 0], t["A"], t["B"][..., 0], t["C"][..., 0])
     kw = dict(D=t["D"], z=t["z"][..., 0], dt_bias=t["delta_bias"], dt_softplus=True)
     s1, s2 = state.clone(), state.clone()
-    out = selective_state_update(s1, *args, **kw)
+    out = selective_state_update(s1, *args, **kw, block_b=block_b)
     ref = selective_state_update_ref(s2, *args, **kw)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     assert_close(out, ref, tol, tol, "out")
@@ -555,6 +557,8 @@ def test_state_update_bad_input():
         selective_state_update(state, x, x.double(), A, B, B)
     with pytest.raises(ValueError, match="state must be contiguous"):
         selective_state_update(state.transpose(0, 1).contiguous().transpose(0, 1), x, x, A, B, B)
+    with pytest.raises(ValueError, match="block_b must be >= 1"):
+        selective_state_update(state, x, x, A, B, B, block_b=0)
 
 
 # ------------------------------------------------------------------ GPU: the full matrix
@@ -709,14 +713,15 @@ def test_gpu_long_recurrent_mode_stays_finite_and_matches():
 
 
 @pytest.mark.gpu
-def test_gpu_state_update_large():
+@pytest.mark.parametrize("block_b", [None, 4])
+def test_gpu_state_update_large(block_b):
     batch, dim, N = 64, 4096, 16
     t = make(batch, dim, 1, N, "var", dtype=torch.bfloat16)
     state = torch.randn(batch, dim, N, device=DEV)
     args = (t["u"][..., 0], t["delta"][..., 0], t["A"].float(), t["B"][..., 0], t["C"][..., 0])
     kw = dict(D=t["D"].float(), z=t["z"][..., 0], dt_bias=t["delta_bias"].float(), dt_softplus=True)
     s1, s2 = state.clone(), state.clone()
-    out = selective_state_update(s1, *args, **kw)
+    out = selective_state_update(s1, *args, **kw, block_b=block_b)
     ref = selective_state_update_ref(s2, *args, **kw)
     assert_close(out, ref, 1e-2, 1e-2, "out")
     assert_close(s1, s2, 1e-5, 1e-5, "state")

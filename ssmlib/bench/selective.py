@@ -357,7 +357,7 @@ def _sweep_forward(t, shape, fwd_configs, ceil) -> list[dict]:
 
 def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_configs=None, bwd_serial_configs=None,
                  state_update_configs=((16, 1), (32, 2), (64, 2), (64, 4), (128, 4), (128, 8), (256, 8), (256, 16),
-                                       (512, 16), (256, 4)),
+                                       (512, 16), (256, 4), (128, 8, 2), (128, 8, 4), (64, 4, 4), (256, 8, 2)),
                  decode=(64, 4096, 16), paper_shapes=((1, 1024, 2048), (1, 1024, 16384), (1, 1024, 131072))) -> dict:
     """Every launch configuration: forward (bf16 and fp32) and backward (bf16) at the headline
     shape, forward at the paper's (batch 1), and the decoding step. Every scan row carries
@@ -400,10 +400,12 @@ def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_co
     B, C = (torch.randn(b, n, device=DEVICE, dtype=torch.bfloat16) for _ in range(2))
     nbytes = 2 * b * d * n * 4 + 4 * b * d * 2 + d * n * 4 + d * 4 + 2 * b * n * 2
     shape = {"batch": b, "dim": d, "L": 1, "N": n, "dtype": "bfloat16", "pass": "state_update"}
-    for bd, nw in state_update_configs:
+    for bd, nw, *bb in state_update_configs:
+        bb = bb[0] if bb else 1
         ms = median_ms(lambda: selective_state_update(state, x, dt, A, B, C, D=D, z=z, dt_softplus=True,
-                                                      block_d=bd, num_warps=nw))
-        rows.append(_row("triton_state_update", shape, ms, nbytes, b * d * n, ceil, block_d=bd, num_warps=nw))
+                                                      block_d=bd, num_warps=nw, block_b=bb))
+        rows.append(_row("triton_state_update", shape, ms, nbytes, b * d * n, ceil, block_d=bd, num_warps=nw,
+                         block_b=bb))
     return {"benchmark": "selective_scan_sweep", **environment(), "ceilings": ceil, "rows": rows}
 
 
@@ -551,8 +553,8 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
     for bd, nw in ((64, 4), (32, 4), (128, 4)) if state_update else ():
         sig = {n: "*fp32" for n in k.arg_names if n.endswith("_ptr")}
         sig.update({n: "*bf16" for n in ("x_ptr", "dt_ptr", "z_ptr", "B_ptr", "C_ptr", "out_ptr")})
-        sig.update({"dim": "i32", "N": "i32"})
-        cx = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, BLOCK_D=bd, BLOCK_N=16)
+        sig.update({"batch": "i32", "dim": "i32", "N": "i32"})
+        cx = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, BLOCK_D=bd, BLOCK_N=16, BLOCK_B=1)
         rec = {"variant": "state_update", "kernel": "state_update", "dtype": "bf16 (fp32 state)", "block_d": bd,
                "num_warps": nw, "N": 16}
         try:
