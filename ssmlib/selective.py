@@ -73,20 +73,12 @@ Four forward kernels (``config={"variant": ...}``), all parallel over
   writes the outputs (twice the exponentials, ``L / seg_len`` times the
   programs). By default it splits only when there are fewer than 8 warps per
   SM.
-* ``"rowwise"`` (N ≤ 32): the pipelined recurrence with a different tile
-  layout. Each thread holds one channel and all N of its states in
-  registers, so Σ_n x C is a sum inside the thread. The step's Δ and Δ·u are
-  register selections after one layout conversion per chunk. The step loop
-  then has no shuffles and no shared memory. B_t and C_t are broadcast
-  loads. Triton picks that layout when the tile's anchor load, of A
-  transposed to (N, dim), runs along the channels without being vectorised,
-  so ``dim`` and ``dpg`` are not specialised. In the sm_90a code at N = 16,
-  bf16, 128 channels on 4 warps, 8 steps a chunk: about 9.4 instructions per
-  element at 94 registers, against 16.8 at 246 for "pipelined" with
-  ``bc_tile=2``. Timed on the H200 (``book/results/logs/gpu_selective_rowwise.txt``):
-  slower than "pipelined" at the headline shape in bf16 despite the fewer
-  instructions, about even in fp32, a little faster at batch 1, L 16K; kept as
-  an option until a profile says what holds it back (``tools/profile_kernels.py``).
+A "rowwise" variant (one thread per channel, its N states in registers: 9.4
+instructions per element against 16.8 in the sm_90a code) was built, timed on
+the H200 (``book/results/logs/gpu_selective_rowwise.txt``) and removed: one thread
+per channel gives batch·dim threads, about 3 warps per SM at the headline shape,
+so it must split the sequence (twice the exponentials) or starve; it was slower
+in bf16 there and only a little faster at batch 1, L 16K.
 
 Instruction counts in the sm_90a code (compile-only: ``python -m
 ssmlib.bench.selective --compile-only``; N = 16, block 32×16, 4 warps, SASS of
@@ -177,9 +169,7 @@ INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg", "bwd_block_d",
                "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg")
 #: Forward kernels selectable with ``config={"variant": ...}``.
-FWD_VARIANTS = ("serial", "scan", "pipelined", "rowwise")
-#: Largest state size of the "rowwise" forward (its N states live in one thread's registers).
-ROWWISE_MAX_N = 32
+FWD_VARIANTS = ("serial", "scan", "pipelined")
 #: Backward kernels selectable with ``config={"bwd_variant": ...}`` ("scan" is the default).
 BWD_VARIANTS = ("scan", "serial")
 
@@ -674,138 +664,6 @@ def _selective_scan_fwd_pipe_kernel(
         if HAS_Z:
             Z = Z_1
             Z_1 = Z_n
-    if STATES_ONLY:
-        tl.store(seg_row[:, None] + ncol, X, mask=nmask)
-        tl.store(seg_row + N, tl.sum(dtsum, 1), mask=dmask)
-    if STORE_LAST:
-        if seg == n_seg - 1:
-            tl.store(last_ptr + rows[:, None] * N + ncol, X, mask=nmask)
-
-
-@triton.jit(do_not_specialize=["dim", "dpg"])
-def _selective_scan_fwd_row_kernel(
-        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, states_ptr, seg_ptr,
-        dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, sB_b, sB_g, sC_b, sC_g,
-        VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-        HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, STORE_LAST: tl.constexpr,
-        STORE_STATES: tl.constexpr, CKPT: tl.constexpr, EVEN_L: tl.constexpr, EVEN_N: tl.constexpr,
-        STATES_ONLY: tl.constexpr, HAS_H0: tl.constexpr,
-        BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
-    # The "rowwise" variant: one channel per thread, its N states in the thread's registers, so
-    # that Σ_n x C is a sum in registers and the step's Δ, Δ·u are a register selection (no
-    # shuffles, no shared memory in the step loop). What makes Triton choose that layout:
-    # A (and fixed B, C) come transposed, (N, dim), so that the state tile's anchor load is
-    # contiguous along the channels; and dim, dpg are not specialised as multiples of 16, so
-    # that the load is not vectorised (4 channels a thread, the warps then splitting N).
-    # BLOCK_D = 32 · num_warps. B_t, C_t (the same for all channels) are broadcast loads of the
-    # transposed (batch, [G,] L, N) copies. The chunk's u, Δ, z arrive in their own (coalesced)
-    # layout and are converted once per chunk; u and Δ are loaded a chunk ahead. Segments, checkpoints
-    # and the last state as in
-    # _selective_scan_fwd_pipe_kernel (same arguments; A_ptr, and B_ptr / C_ptr when fixed,
-    # point at the transposed (N, dim) copies).
-    pid = tl.program_id(0)
-    seg = tl.program_id(1)
-    blk = pid % n_dblocks
-    bg = pid // n_dblocks
-    G = dim // dpg
-    g = bg % G
-    b = bg // G
-    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)
-    dmask = dl < dpg
-    d = g * dpg + dl
-    rows = b.to(tl.int64) * dim + d
-    acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
-    n = tl.arange(0, BLOCK_N)
-    ncol = n[None, :]
-    t_in = tl.arange(0, BLOCK_T)
-    tcol = t_in[None, :]
-    if EVEN_N:
-        nmask = dmask[:, None]
-        nvec = n < BLOCK_N
-    else:
-        nmask = dmask[:, None] & (ncol < N)
-        nvec = n < N
-    A2 = tl.load(A_ptr + ncol * dim + d[:, None], mask=nmask, other=0.0).to(acc) * 1.4426950408889634
-    if VAR_B:
-        B_row = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + n
-    else:
-        Bfix = tl.load(B_ptr + ncol * dim + d[:, None], mask=nmask, other=0.0).to(acc)
-    if VAR_C:
-        C_row = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + n
-    else:
-        Cfix = tl.load(C_ptr + ncol * dim + d[:, None], mask=nmask, other=0.0).to(acc)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
-    t0 = seg * seg_len
-    t1 = tl.minimum(t0 + seg_len, L)
-    seg_row = seg_ptr + (rows * n_seg + seg) * (N + 1)
-    if HAS_H0:
-        X = tl.load(seg_row[:, None] + ncol, mask=nmask, other=0.0).to(acc)
-    else:
-        X = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
-    if STATES_ONLY:
-        dtsum = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
-    # the first chunk's u and Δ; each chunk then loads the next one's before computing (loop-carried)
-    tt = t0 + t_in
-    m2 = dmask[:, None] & (tt < t1)[None, :]
-    U = tl.load(u_ptr + rows[:, None] * L + tt[None, :], mask=m2, other=0.0)
-    DTr = tl.load(delta_ptr + rows[:, None] * L + tt[None, :], mask=m2, other=0.0)
-    for k in range(t0, t1, BLOCK_T):
-        tt = k + t_in
-        m2 = dmask[:, None] & (tt < t1)[None, :]
-        offs = rows[:, None] * L + tt[None, :]
-        m2_n = dmask[:, None] & (tt + BLOCK_T < t1)[None, :]
-        U_n = tl.load(u_ptr + offs + BLOCK_T, mask=m2_n, other=0.0)
-        DTr_n = tl.load(delta_ptr + offs + BLOCK_T, mask=m2_n, other=0.0)
-        Uf = U.to(acc)
-        DT = DTr.to(acc)
-        if HAS_BIAS:
-            DT += bias
-        if SOFTPLUS:
-            DT = _softplus(DT)
-        DT = tl.where(m2, DT, 0.0)
-        DTU = DT * Uf
-        if STATES_ONLY:
-            dtsum += DT
-        else:
-            Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
-        for j in tl.static_range(BLOCK_T):
-            sel = tcol == j
-            dt = tl.sum(tl.where(sel, DT, -0.0), 1)[:, None]
-            dtu = tl.sum(tl.where(sel, DTU, -0.0), 1)[:, None]
-            if VAR_B:
-                if EVEN_L and EVEN_N:
-                    Bt = tl.load(B_row + (k + j) * BLOCK_N).to(acc)[None, :]
-                else:
-                    Bt = tl.load(B_row + (k + j) * N, mask=nvec & (k + j < t1), other=0.0).to(acc)[None, :]
-            else:
-                Bt = Bfix
-            X = tl.exp2(dt * A2) * X + dtu * Bt                    # the one exp per (b, d, t, n)
-            if not STATES_ONLY:
-                if VAR_C:
-                    if EVEN_L and EVEN_N:
-                        Ct = tl.load(C_row + (k + j) * BLOCK_N).to(acc)[None, :]
-                    else:
-                        Ct = tl.load(C_row + (k + j) * N, mask=nvec & (k + j < t1), other=0.0).to(acc)[None, :]
-                else:
-                    Ct = Cfix
-                Y = tl.where(sel, tl.sum(X * Ct, 1)[:, None], Y)
-        if STORE_STATES:
-            if (k + BLOCK_T) % CKPT == 0:
-                if k + BLOCK_T < L:
-                    tl.store(states_ptr + (rows[:, None] * n_ckpt + (k + BLOCK_T) // CKPT - 1) * N + ncol, X,
-                             mask=nmask)
-        if not STATES_ONLY:
-            if HAS_D:
-                Y += Dv * Uf
-            if HAS_Z:
-                Zf = tl.load(z_ptr + offs, mask=m2, other=0.0).to(acc)
-                Y *= Zf * tl.sigmoid(Zf)
-            tl.store(out_ptr + offs, Y.to(out_ptr.dtype.element_ty), mask=m2)
-        U = U_n
-        DTr = DTr_n
     if STATES_ONLY:
         tl.store(seg_row[:, None] + ncol, X, mask=nmask)
         tl.store(seg_row + N, tl.sum(dtsum, 1), mask=dmask)
@@ -1428,7 +1286,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
     _check_pow2("bwd_block_t", ckpt)
     n_chunks, n_ckpt = runtime.cdiv(L, bt), runtime.cdiv(L, ckpt)
     states = torch.empty(batch, dim, n_ckpt, N, dtype=acc, device=u.device) if want_states else None
-    if (config or {}).get("variant", _fwd_variant(N, L)) in ("pipelined", "rowwise"):
+    if (config or {}).get("variant", _fwd_variant(N, L)) == "pipelined":
         return _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states,
                                   config or {}, batch, dim, L, N, G, var_B, var_C, acc, ckpt, n_ckpt, states)
     out = torch.empty_like(u)
@@ -1478,11 +1336,9 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
 
 def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states, config,
                        batch, dim, L, N, G, var_B, var_C, acc, ckpt, n_ckpt, states):
-    """The "pipelined" and "rowwise" forwards: one launch, or three when the sequence is split into
-    segments (the same arguments and passes; "rowwise" takes A, and fixed B, C, transposed)."""
-    rowwise = config.get("variant") == "rowwise"
-    bt = min(config.get("block_t") or (8 if runtime.INTERPRET or rowwise else 16), ckpt)
-    bd, nw = (8, 1) if runtime.INTERPRET else (128, 4) if rowwise else (32, 4)
+    """The "pipelined" forward: one launch, or three when the sequence is split into segments."""
+    bt = min(config.get("block_t") or (8 if runtime.INTERPRET else 16), ckpt)
+    bd, nw = (8, 1) if runtime.INTERPRET else (32, 4)
     bd = config.get("block_d") or bd
     nw = config.get("num_warps") or nw
     dpg = dim // G
@@ -1495,37 +1351,35 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
     last = torch.empty(batch, dim, N, dtype=acc, device=u.device) if want_last and batch * dim and L else (
         torch.zeros(batch, dim, N, dtype=acc, device=u.device) if want_last else None)
     if batch * dim and L:
-        Bt = B.transpose(-1, -2).to(acc).contiguous() if var_B or rowwise else B
-        Ct = C.transpose(-1, -2).to(acc).contiguous() if var_C or rowwise else C
+        Bt = B.transpose(-1, -2).to(acc).contiguous() if var_B else B
+        Ct = C.transpose(-1, -2).to(acc).contiguous() if var_C else C
         sB = (Bt.shape[1] * L * N if Bt.dim() == 4 else L * N, L * N) if var_B else (0, 0)
         sC = (Ct.shape[1] * L * N if Ct.dim() == 4 else L * N, L * N) if var_C else (0, 0)
         seg = torch.empty(batch, dim, n_seg, N + 1, dtype=acc, device=u.device) if n_seg > 1 else None
-        kernel = _selective_scan_fwd_row_kernel if rowwise else _selective_scan_fwd_pipe_kernel
-        A_in = A.t().contiguous() if rowwise else A
         common = dict(VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None,
                       HAS_Z=z is not None,
                       HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), CKPT=ckpt, EVEN_L=L % bt == 0,
                       EVEN_N=runtime.next_pow2(N) == N, BLOCK_D=bd, BLOCK_T=bt,
                       BLOCK_N=runtime.next_pow2(N), num_warps=nw)
-        if not rowwise:   # the H200 sweep's best: 2 (B and C a chunk ahead)
-            common["BC_TILE"] = int(config.get("bc_tile", 0 if runtime.INTERPRET else 2) or 0)
+        # the H200 sweep's best: 2 (B and C a chunk ahead)
+        common["BC_TILE"] = int(config.get("bc_tile", 0 if runtime.INTERPRET else 2) or 0)
         if config.get("maxnreg"):
             common["maxnreg"] = config["maxnreg"]
         # unused pointers are placeholders of the same dtype as a real call's (u's for inputs)
-        args = (u, delta, A_in, Bt, Ct, D if D is not None else u, z if z is not None else u,
+        args = (u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
                 delta_bias if delta_bias is not None else u, out, last if last is not None else out,
                 states if states is not None else out, seg if seg is not None else out,
                 dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, *sB, *sC)
         if n_seg > 1:
             # pass 1: each segment but the last from a zero state: its end state and Σ Δ
-            kernel[(programs, n_seg - 1)](
+            _selective_scan_fwd_pipe_kernel[(programs, n_seg - 1)](
                 *args, STORE_LAST=False, STORE_STATES=False, STATES_ONLY=True, HAS_H0=False, **common)
             # pass 2: the entering state of every segment
             total = batch * dim * N
             _selective_scan_seg_combine_kernel[(runtime.cdiv(total, 256),)](seg, A, dim, N, n_seg, total,
                                                                           BLOCK=256, num_warps=4)
         # pass 3 (or the only pass): every segment from its entering state
-        kernel[(programs, n_seg)](
+        _selective_scan_fwd_pipe_kernel[(programs, n_seg)](
             *args, STORE_LAST=want_last, STORE_STATES=want_states, STATES_ONLY=False, HAS_H0=n_seg > 1, **common)
     saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
     return out, last, saved
@@ -1701,14 +1555,12 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             (powers of two), ``bwd_flip`` (bool, see the backward kernel) and
             ``bwd_variant``: "serial" (default) or "scan" (see the module
             docstring; its ``bwd_block_t`` defaults to 8);
-            ``variant``: "pipelined" (default for N ≥ 4), "rowwise", "serial" or "scan" (see the module
+            ``variant``: "pipelined" (default for N ≥ 4), "serial" or "scan" (see the module
             docstring); for "pipelined" also ``seg_len`` (power of two: split L
-            into segments of that length, three passes) and ``bc_tile`` (0, 1: B and
+            into segments of that length, three passes), ``bc_tile`` (0, 1: B and
             C loaded per chunk, 2: a chunk ahead; the default on the GPU, 0 in the
-            interpreter); "rowwise" (N ≤ 32: one channel per thread, ``block_d`` =
-            32·``num_warps``) also takes ``seg_len``; both take ``maxnreg`` (a cap on
-            registers per thread, so that more programs fit in an SM), as the
-            "serial" backward takes ``bwd_maxnreg``.
+            interpreter) and ``maxnreg`` (a cap on registers per thread, so that more
+            programs fit in an SM), as the "serial" backward takes ``bwd_maxnreg``.
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on
@@ -1737,12 +1589,6 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         if (config.get("bwd_variant") or _bwd_variant()) == "serial" and (config.get("bwd_block_t") or 0) > 32:
             raise ValueError(f"config bwd_block_t={config['bwd_block_t']} is too long for bwd_variant 'serial' "
                              f"(its chunk lives in registers): at most 32")
-        if config.get("variant") == "rowwise" and isinstance(A, torch.Tensor) and A.dim() == 2 \
-                and A.shape[1] > ROWWISE_MAX_N:
-            raise ValueError(f"config variant 'rowwise' keeps a channel's N states in one thread: N <= "
-                             f"{ROWWISE_MAX_N}, got N={A.shape[1]}")
-        if config.get("variant") == "rowwise" and config.get("bc_tile"):
-            raise ValueError("config bc_tile is an option of variant 'pipelined', not 'rowwise'")
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
                                        for t in (u, delta, A, B, C, D, z, delta_bias)):
         _check_args(u, delta, A, B, C, D, z, delta_bias)

@@ -108,36 +108,6 @@ def test_forward_pipelined_variant_float64(kind, G, L, N, cfg):
     assert_close(last, ref_last, 1e-10, 1e-10, "last state")
 
 
-@pytest.mark.parametrize("kind,G,L,N,cfg", [
-    (kind, G, L, N, cfg) for kind, G in [("var", 1), ("grouped", 2), ("fixed", 1)]
-    for L, N, cfg in [(7, 16, {}), (33, 4, dict(seg_len=8)), (1, 1, dict(seg_len=8)), (21, 17, dict(block_t=4)),
-                      (40, 32, dict(seg_len=16, block_d=4))]])
-def test_forward_rowwise_variant_float64(kind, G, L, N, cfg):
-    """The rowwise forward (a channel's states in one thread), in one pass and in segments, N not a
-    power of two, channel blocks straddling a group's end."""
-    t = make(2, 6, L, N, kind, G)
-    out, last = call(selective_scan, t, config=dict(variant="rowwise", **cfg))
-    ref, ref_last = call(selective_scan_ref, t)
-    assert_close(out, ref, 1e-10, 1e-10, "out")
-    assert_close(last, ref_last, 1e-10, 1e-10, "last state")
-
-
-def test_rowwise_gradients_and_bad_config():
-    """The rowwise forward's checkpoints feed both backwards; N > 32 and bc_tile are refused."""
-    t = make(2, 6, 29, 5, "grouped", 2)
-    want = grads(selective_scan_ref, t)
-    for bwd in ("scan", "serial"):
-        got = grads(lambda *a, **k: selective_scan(*a, **k, config=dict(variant="rowwise", block_t=4,
-                                                                        bwd_variant=bwd, bwd_block_t=8)), t)
-        for k in want:
-            assert_close(got[k], want[k], 1e-10, 1e-10, k)
-    big = make(1, 2, 5, 33, "var")
-    with pytest.raises(ValueError, match="N <= 32"):
-        call(selective_scan, big, config=dict(variant="rowwise"))
-    with pytest.raises(ValueError, match="bc_tile"):
-        call(selective_scan, t, config=dict(variant="rowwise", bc_tile=2))
-
-
 @pytest.mark.parametrize("opts", [o for k in range(4) for o in itertools.combinations(OPTS, k)])
 @pytest.mark.parametrize("softplus", [False, True])
 def test_forward_every_option(opts, softplus):
@@ -507,25 +477,6 @@ def test_register_cap_reaches_the_compiled_kernel():
                           kinds=("fwd",), state_update=False)
     assert len(recs) == 2 and not [r for r in recs if "error" in r], recs
     assert all(r["maxnreg"] == 168 and 0 < r["registers"] <= 168 for r in recs), recs
-
-
-def test_rowwise_kernel_keeps_a_channel_in_one_thread():
-    """The rowwise forward compiled for sm_90a: the layout it is designed for (a channel's 16 states
-    in one thread) shows as a step loop without shuffles, shared memory or barriers, and 16
-    exponentials a step per thread; N not a power of two and the split passes compile too."""
-    from ssmlib.bench.selective import compile_report
-
-    recs = compile_report([("rowwise", "bf16", 128, 8, 4, 16), ("rowwise", "fp32", 128, 8, 4, 12)],
-                          kinds=("fwd", "fwd_split_pass1", "fwd_split_pass3"), state_update=False)
-    errors = [r for r in recs if "error" in r]
-    assert not errors, errors
-    assert len(recs) == 6
-    for r in recs:      # (float32 at 128 registers spills a few words in the split passes)
-        assert r["registers"] and r["spill_store_bytes"] <= 32, r
-    main = recs[0]
-    assert main["spill_store_bytes"] == 0 and main["loop_shfl"] == 0, main
-    assert main["loop_lds_sts"] == 0 and main["loop_bar"] == 0, main
-    assert main["loop_ex2"] >= 8 * 16 and main["loop_sass_per_elem"] < 12, main
 
 
 def test_backward_serial_compiles_for_sm90():

@@ -10,7 +10,7 @@ Run under Nsight Compute or compute-sanitizer on the GPU machine, e.g.::
 
 The first call compiles (and is skipped by ``--launch-skip``); the second is the
 one profiled. Kernels and shapes: ``selective VARIANT DTYPE`` (variant "default", "pipelined",
-"rowwise", "serial" or "scan"; batch 8, dim 1536, N 16, L 2048), ``selective_bwd
+"serial" or "scan"; batch 8, dim 1536, N 16, L 2048), ``selective_bwd
 DTYPE`` (the default fwd+bwd), ``state_update`` (batch 64, dim 4096, N 16),
 ``ssd TILE DTYPE`` (TILE: block_t x num_warps [x block_p], e.g. "32x4" or
 "64x4x32"; batch 8, L 4096, H 80, P 64, N 128) and ``ssd_small TILE DTYPE``

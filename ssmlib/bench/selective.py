@@ -15,7 +15,7 @@ Writes four files under ``book/results/``:
 * ``selective_scan_memory.json``: peak memory of forward+backward, fused vs
   unfused, same setting (``peak_MB`` per row).
 * with ``--sweep``, ``selective_scan_sweep.json``: every launch configuration
-  of the forward (variant "serial", "scan", "pipelined" or "rowwise", block_d, block_t,
+  of the forward (variant "serial", "scan" or "pipelined", block_d, block_t,
   num_warps; for "pipelined" also seg_len and bc_tile) at the headline shape
   and at batch 1, dim 1024, L 2K / 16K / 128K, and of the backward
   (bwd_block_t, bwd_block_d, bwd_num_warps, bwd_flip; and with bwd_variant "serial",
@@ -267,7 +267,6 @@ def peak_memory(ceil, Ls=(512, 1024, 2048, 4096, 8192, 16384), batch=1, dim=1024
 #: (variant, block_d, block_t, num_warps[, seg_len, bc_tile, maxnreg]) of the forward (see :func:`fwd_config_dict`).
 #: "pipelined": seg_len None is the launch heuristic's choice (split only when there are fewer than
 #: 8 warps per SM, e.g. batch 1); 1 << 20 never splits; bc_tile loads the chunk's B and C at once.
-#: "rowwise": block_d = 32 · num_warps (a channel per thread), the same segment heuristic.
 FWD_CONFIGS = ([("serial", bd, bt, nw) for bd, bt, nw in
                 [(16, 16, 1), (16, 16, 2), (32, 16, 4), (64, 16, 8), (32, 8, 4), (64, 8, 8), (64, 16, 4),
                  (128, 16, 8), (32, 32, 4), (16, 32, 2)]]
@@ -281,12 +280,9 @@ FWD_CONFIGS = ([("serial", bd, bt, nw) for bd, bt, nw in
                                                                       (16, 16, 2), (64, 16, 8), (32, 16, 8),
                                                                       (8, 16, 1)]]
                + [("pipelined", 32, 16, 4, seg, 2) for seg in (256, 512, 1024)]
-               + [("rowwise", bd, bt, nw) for bd, bt, nw in [(128, 8, 4), (64, 8, 2), (32, 8, 1), (128, 4, 4),
-                                                           (128, 16, 4), (256, 8, 8)]]
                + [("pipelined", 32, 16, 4, seg, 0) for seg in (128, 256, 512, 1024, 2048, 1 << 20)]
                + [("pipelined", 16, 16, 2, seg, 0) for seg in (256, 1024)]
                + [("pipelined", 32, 8, 4, seg, 2) for seg in (256, 1024)]
-               + [("rowwise", 128, 8, 4, seg) for seg in (256, 512, 1024)]
                # at 246 registers a thread two programs of 4 warps fit in an SM, so the headline's 384
                # programs take 1.45 waves; capped at 168 (56 bytes of spills, compile-only) three fit: one wave
                + [("pipelined", 32, 16, 4, None, 2, reg) for reg in (168, 160)])
@@ -513,14 +509,11 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
             continue
         BN = 1 << (N - 1).bit_length()
         bc = dict(BC_TILE=2 if variant.endswith("+bc_tile2") else 1 if variant.endswith("+bc_tile") else 0)
-        if variant == "rowwise":
-            bc = {}
         kernels = ([("fwd", {})] if variant == "serial" else
                  [("fwd", dict(STATES_ONLY=False, HAS_H0=False, **bc)),
                   ("fwd_split_pass1", dict(STATES_ONLY=True, HAS_H0=False, **bc)),
                   ("fwd_split_pass3", dict(STATES_ONLY=False, HAS_H0=True, **bc))])
-        kernel = {"serial": S._selective_scan_fwd_serial_kernel,
-                  "rowwise": S._selective_scan_fwd_row_kernel}.get(variant, S._selective_scan_fwd_pipe_kernel)
+        kernel = S._selective_scan_fwd_serial_kernel if variant == "serial" else S._selective_scan_fwd_pipe_kernel
         for kname, extra in kernels:
             for backward in (False, True):
                 if kinds is not None and kname + ("+ckpt" if backward else "") not in kinds:
