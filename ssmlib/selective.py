@@ -72,7 +72,11 @@ Four forward kernels (``config={"variant": ...}``), all parallel over
   entering states; pass 3 reruns every segment from its entering state and
   writes the outputs (twice the exponentials, ``L / seg_len`` times the
   programs). By default it splits only when there are fewer than 8 warps per
-  SM.
+  SM. Chunks are 16 steps for inference, with registers capped at 168 so that
+  every program of the headline shape is resident at once (``_pipe_tiles``);
+  before a backward they are as long as the checkpoint interval (8), which
+  measured faster there. A chunk longer than the interval writes its
+  checkpoints from inside the step loop.
 A "rowwise" variant (one thread per channel, its N states in registers: 9.4
 instructions per element against 16.8 in the sm_90a code) was built, timed on
 the H200 (``book/results/logs/gpu_selective_rowwise.txt``) and removed: one thread
@@ -642,7 +646,12 @@ def _selective_scan_fwd_pipe_kernel(
                 else:
                     Ct = Cfix
                 Y = tl.where(sel, tl.sum(X * Ct, 1)[:, None], Y)
-        if STORE_STATES:
+            if STORE_STATES and CKPT < BLOCK_T:
+                if (j + 1) % CKPT == 0:                            # a checkpoint inside the chunk
+                    if k + j + 1 < L:
+                        tl.store(states_ptr + (rows[:, None] * n_ckpt + (k + j + 1) // CKPT - 1) * N + ncol, X,
+                                 mask=nmask)
+        if STORE_STATES and CKPT >= BLOCK_T:
             if (k + BLOCK_T) % CKPT == 0:
                 if k + BLOCK_T < L:
                     tl.store(states_ptr + (rows[:, None] * n_ckpt + (k + BLOCK_T) // CKPT - 1) * N + ncol, X,
@@ -1337,7 +1346,9 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
 def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states, config,
                        batch, dim, L, N, G, var_B, var_C, acc, ckpt, n_ckpt, states):
     """The "pipelined" forward: one launch, or three when the sequence is split into segments."""
-    bt = min(config.get("block_t") or (8 if runtime.INTERPRET else 16), ckpt)
+    # the chunk may be longer than the checkpoint interval (checkpoints then fall inside a chunk)
+    bt, maxnreg = _pipe_tiles(N, want_states, ckpt)
+    bt = config.get("block_t") or bt
     bd, nw = (8, 1) if runtime.INTERPRET else (32, 4)
     bd = config.get("block_d") or bd
     nw = config.get("num_warps") or nw
@@ -1363,8 +1374,9 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                       BLOCK_N=runtime.next_pow2(N), num_warps=nw)
         # the H200 sweep's best: 2 (B and C a chunk ahead)
         common["BC_TILE"] = int(config.get("bc_tile", 0 if runtime.INTERPRET else 2) or 0)
-        if config.get("maxnreg"):
-            common["maxnreg"] = config["maxnreg"]
+        maxnreg = config.get("maxnreg", maxnreg)
+        if maxnreg:
+            common["maxnreg"] = maxnreg
         # unused pointers are placeholders of the same dtype as a real call's (u's for inputs)
         args = (u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
                 delta_bias if delta_bias is not None else u, out, last if last is not None else out,
@@ -1383,6 +1395,24 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
             *args, STORE_LAST=want_last, STORE_STATES=want_states, STATES_ONLY=False, HAS_H0=n_seg > 1, **common)
     saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
     return out, last, saved
+
+
+def _pipe_tiles(N: int, want_states: bool, ckpt: int) -> tuple[int, int | None]:
+    """(BLOCK_T, maxnreg) of the pipelined forward.
+
+    Inference (no checkpoints), N ≤ 16: 16-step chunks, registers capped at 168. On the H200 at
+    the headline shape (batch 8, dim 1536, N 16; ``book/results/logs/selective_fwd_tiles.json``)
+    16-step chunks with B and C a chunk ahead take 241 registers, so only two 4-warp programs fit
+    in an SM (1.45 waves); capped at 168 (56 bytes of spills, compile-only) all 384 programs are
+    resident at once: bf16 0.44 → 0.34 ms. Before a backward (checkpoints every ``ckpt`` steps)
+    the same tiles measured slower in fwd+bwd (2.10 → 2.70 ms, bf16): chunks of at most 16 and
+    at most ``ckpt`` steps (8 for the default backward), uncapped. Wider states keep 8-step
+    chunks (their tiles already fill the registers)."""
+    if runtime.INTERPRET:
+        return 8, None
+    if want_states or runtime.next_pow2(N) > 16:
+        return min(16, ckpt), None
+    return 16, 168
 
 
 def _pipe_seg_len(warps: int, L: int, bt: int, device) -> int:

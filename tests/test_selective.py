@@ -280,7 +280,9 @@ def test_backward_serial_option_subsets(opts, softplus, last):
 @pytest.mark.parametrize("cfg", [dict(bwd_block_t=1, bwd_block_d=2), dict(bwd_block_t=4, bwd_block_d=1),
                                  dict(bwd_block_t=2, bwd_block_d=4, variant="pipelined", block_t=2, seg_len=8),
                                  dict(bwd_block_t=16, bwd_block_d=16, variant="scan", block_t=4),
-                                 dict(bwd_block_t=4, bwd_block_d=2, bwd_maxnreg=168)])
+                                 dict(bwd_block_t=4, bwd_block_d=2, bwd_maxnreg=168),
+                                 # checkpoints every 2 steps inside the forward's 8-step chunks
+                                 dict(bwd_block_t=2, bwd_block_d=2, variant="pipelined", block_t=8, bc_tile=2)])
 def test_backward_serial_launch_configs(cfg):
     """Any chunk length (= checkpoint interval), channel blocks straddling a group's end, any forward."""
     t = make(2, 6, 21, 3, "grouped", 2)
@@ -679,6 +681,19 @@ def test_gpu_state_update_large(block_b):
 
 
 # ------------------------------------------------------------------ the benchmark's code paths
+def test_pipelined_chunk_defaults(monkeypatch):
+    """On the GPU: 16-step chunks capped at 168 registers for inference at N <= 16; before a
+    backward (checkpoints every ckpt steps) at most ckpt steps and no cap; wider states 8."""
+    from ssmlib import runtime, selective as S
+    monkeypatch.setattr(runtime, "INTERPRET", False)
+    assert S._pipe_tiles(16, False, 8) == (16, 168)
+    assert S._pipe_tiles(4, False, 8) == (16, 168)
+    assert S._pipe_tiles(16, True, 8) == (8, None)
+    assert S._pipe_tiles(64, False, 8) == (8, None)
+    monkeypatch.setattr(runtime, "INTERPRET", True)
+    assert S._pipe_tiles(16, False, 8) == (8, None)
+
+
 def test_bench_dry_run(monkeypatch):
     """The benchmark suite's timing code, on tiny shapes through the interpreter (times are fake)."""
     if GPU:
