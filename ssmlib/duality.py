@@ -665,16 +665,13 @@ def _ssd_step_kernel(
 
 
 # ---------------------------------------------------------------- launch configuration
-#: Number of streaming multiprocessors the segment heuristic fills (the H200 has 132).
-SMS = 132
-
-
-def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtype) -> dict:
+def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtype, sms: int = 132) -> dict:
     """Default tiles and grids of the forward and backward kernels.
 
     Forward: ``block_t`` steps per block (the score tile is block_t²),
     ``block_p`` channels per program, warps, pipeline stages, and
-    ``segments``: the smallest power of two giving ≥ 2·SMS programs, each
+    ``segments``: the smallest power of two giving ≥ 2·sms programs (``sms``: the
+    device's multiprocessors, 132 on the H200), each
     segment at least 8 blocks long. Backward: ``bwd_block_t`` (also the block
     of the forward that saves the states), ``bwd_block_p``, ``bwd_num_warps``,
     ``bwd_segments`` (same rule).
@@ -716,13 +713,13 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
     cfg["bwd_block_p"] = min(cfg["bwd_block_p"], max(16, runtime.next_pow2(P)))
     programs = batch * H * runtime.cdiv(P, cfg["bwd_block_p"])
     max_seg = max(1, L // (8 * cfg["bwd_block_t"]))
-    while cfg["bwd_segments"] * programs < 2 * SMS and cfg["bwd_segments"] * 2 <= max_seg:
+    while cfg["bwd_segments"] * programs < 2 * sms and cfg["bwd_segments"] * 2 <= max_seg:
         cfg["bwd_segments"] *= 2
     if cfg["bwd_segments"] > 1:     # faster than atomics in the sweep at batch 1, L 16K (ssd_sweep.json)
         cfg["bwd_bc"] = "per_head"
     programs = batch * H * runtime.cdiv(P, block_p)
     max_seg = max(1, L // (8 * cfg["block_t"]))
-    while cfg["segments"] * programs < 2 * SMS and cfg["segments"] * 2 <= max_seg:
+    while cfg["segments"] * programs < 2 * sms and cfg["segments"] * 2 <= max_seg:
         cfg["segments"] *= 2
     return cfg
 
@@ -975,7 +972,7 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
     """
     _check_args(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states)
     batch, L, H, P = x.shape
-    cfg = _launch_config(batch, H, P, B.shape[3], L, x.dtype)
+    cfg = _launch_config(batch, H, P, B.shape[3], L, x.dtype, runtime.sm_count(x.device) if x.is_cuda else 132)
     if bwd_bc is not None:
         if bwd_bc not in ("atomic", "per_head"):
             raise ValueError(f"bwd_bc must be 'atomic' or 'per_head', got {bwd_bc!r}")

@@ -203,12 +203,14 @@ def test_kernel_writes_every_output():
 def test_default_launch_config_on_the_h200(monkeypatch):
     """Segments only where the grid would leave the GPU idle."""
     monkeypatch.setattr(duality.runtime, "INTERPRET", False)
-    big = duality._launch_config(8, 80, 64, 128, 4096, torch.bfloat16)
+    big = duality._launch_config(8, 80, 64, 128, 4096, torch.bfloat16, sms=132)
     assert big["segments"] == 1 and (big["block_t"], big["block_p"], big["num_warps"]) == (32, 64, 4)
-    small = duality._launch_config(1, 32, 64, 64, 16384, torch.bfloat16)
-    assert small["segments"] * 32 * 64 // small["block_p"] >= 2 * duality.SMS
-    assert small["bwd_segments"] * 32 * 64 // small["bwd_block_p"] >= 2 * duality.SMS
+    small = duality._launch_config(1, 32, 64, 64, 16384, torch.bfloat16, sms=132)
+    assert small["segments"] * 32 * 64 // small["block_p"] >= 2 * 132
+    assert small["bwd_segments"] * 32 * 64 // small["bwd_block_p"] >= 2 * 132
     assert big["bwd_segments"] == 1
+    # a GPU with fewer multiprocessors needs fewer segments to fill it
+    assert duality._launch_config(1, 32, 64, 64, 16384, torch.bfloat16, sms=16)["segments"] < small["segments"]
     # the H200 sweep's fastest accurate configurations (book/results/ssd_sweep.json)
     assert (small["block_t"], small["block_p"], small["num_warps"], small["num_stages"], small["segments"]) \
         == (32, 64, 4, 2, 16)
@@ -589,6 +591,14 @@ def test_bench_dry_run_on_cpu(monkeypatch, tmp_path):
     assert {(r["impl"], r["pass"]) for r in res["rows"]} >= {("ssmlib", "fwd"), ("ssmlib", "fwd+bwd"),
                                                              ("roofline", "fwd")}
     assert res["baselines"]["mamba_ssm"].startswith("not available")
+    # one shape at a time: the other shapes' rows of an earlier result are kept, this shape's replaced,
+    # and the file is written after every shape
+    other = {"impl": "fla", "batch": 9, "L": 99, "pass": "fwd", "median_ms": 1.0}
+    prev = dict(res, rows=res["rows"] + [other])
+    again = bench.ssd_benchmark(ceil, shapes=tiny, backward=False, previous=prev, save_to=tmp_path)
+    assert other in again["rows"]
+    assert sum(r["impl"] == "ssmlib" and r["pass"] == "fwd" for r in again["rows"] if r is not other) == 1
+    assert json.loads((tmp_path / "ssd.json").read_text())["rows"] == again["rows"]
     att = bench.attention_crossover(ceil, Ls=(16, 32), heads=2, dim=16, N=16, tokens=32)
     assert {r["impl"] for r in att["rows"]} >= {"sdpa_flash", "ssmlib"} and "ssmlib" in att["summary"]
     progress = tmp_path / "sweep.jsonl"

@@ -65,8 +65,13 @@ logs land in $OUT)::
     for i in 1 2 3; do python -m ssmlib.bench.duality --sweep-only --out $OUT && break; done
     pip install -q --no-deps --target /tmp/site .baselines/fla_core-0.6.0-py3-none-any.whl
     export PYTHONPATH=$PYTHONPATH:/tmp/site SSD_MAMBA_SRC=.baselines/mamba_ssm-2.3.2.post1
-    python -m ssmlib.bench.duality --baselines-only --out $OUT    # ssd.json (the baselines autotune: minutes)
+    python -m ssmlib.bench.duality --baselines-only --shape 0 --out $OUT   # ssd.json, batch 8 (the baselines
+    python -m ssmlib.bench.duality --baselines-only --shape 1 --out $OUT   # autotune: minutes a shape), batch 1
     python -m ssmlib.bench.duality --attention-only --out $OUT    # ssd_vs_attention.json
+
+With ``--shape I`` only ``SHAPES[I]`` is measured and merged into the ``ssd.json``
+already in the output folder (copy the committed one there first); the file is
+rewritten after every shape, so a timeout keeps the shapes that finished.
 
 The sweep (``ssd_sweep.json``) checks every configuration against the float32
 reference as it times it, and resumes after a configuration that crashed the
@@ -90,7 +95,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..duality import SMS, ssd, ssd_step
+from .. import runtime
+from ..duality import ssd, ssd_step
 from . import ceilings, compile_sm90, environment, in_compiler_subprocess, median_ms, rel_err, roofline_ms
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
@@ -199,10 +205,15 @@ def _row(impl, shape, pas, t, nbytes, flops, roof, **extra):
 
 
 # ---------------------------------------------------------------- benchmarks
-def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True) -> dict:
+def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True, previous: dict | None = None, save_to=None) -> dict:
+    """ssd.json's content for ``shapes``. ``previous``: an earlier result whose rows of other shapes
+    are kept (the baselines autotune for minutes, so each shape may take its own device call);
+    ``save_to``: a folder the result is saved to after every shape (a timeout keeps what was done)."""
     ceil = ceil or ceilings()
     fns, status = baselines()
-    rows = []
+    done = {(s["batch"], s["L"]) for s in shapes}
+    rows = [r for r in (previous or {}).get("rows", []) if (r.get("batch"), r.get("L")) not in done]
+    status = {**(previous or {}).get("baselines", {}), **status}
     for shape in shapes:
         inp = _inputs(**{k: shape[k] for k in ("batch", "L", "H", "P", "N", "G")})
         calls = _callers(inp, shape["chunk"], fns)
@@ -236,8 +247,16 @@ def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True) -> dict:
         del inp, calls
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
+        if save_to is not None:
+            from . import save
+            save(_ssd_result(rows, status, ceil), Path(save_to))
+    return _ssd_result(rows, status, ceil)
+
+
+def _ssd_result(rows, status, ceil) -> dict:
+    """ssd.json from its rows: the side-by-side ratios of every shape that has rows."""
     speedups, recorded = {}, {}
-    for shape in shapes:
+    for shape in SHAPES:
         key = f"batch{shape['batch']}_L{shape['L']}_H{shape['H']}_N{shape['N']}"
         for pas in ("fwd", "fwd+bwd"):
             t = {r["impl"]: r["median_ms"] for r in rows if r["pass"] == pas and r["L"] == shape["L"]
@@ -393,7 +412,7 @@ def ssd_sweep(ceil=None, shapes=SHAPES, segments=(1, 4, 8, 16), tiles=SWEEP_TILE
         kw = dict(D=inp["D"], dt_bias=inp["dt_bias"], dt_softplus=True)
         names = ("x", "dt", "B", "C")
         y_ref, gy, g_ref = _references(inp, shape["chunk"], names)
-        few_programs = shape["batch"] * shape["H"] < 4 * SMS
+        few_programs = shape["batch"] * shape["H"] < 4 * (runtime.sm_count(DEVICE) if DEVICE == "cuda" else 132)
         # many programs (batch 8, H 80): still latency-bound, so two or four segments may pay for their pass
         fwd_cfgs = [dict(block_t=T, block_p=BP, num_warps=nw, num_stages=ns, segments=S, maxnreg=reg)
                     for T, BP, nw, ns, reg in tiles for S in (segments if few_programs else segments[:3])]
@@ -561,10 +580,12 @@ if __name__ == "__main__":
         res = ssd_sweep(ceilings(), progress=out / "ssd_sweep.progress.jsonl")
         print(f"wrote {save(res, out)}")
         print(json.dumps(res["best"], indent=1))
-    elif "--baselines-only" in sys.argv:   # ssd.json (+ the decoding step)
+    elif "--baselines-only" in sys.argv:   # ssd.json (+ the decoding step); --shape I: SHAPES[I] only
         ceil = ceilings()
-        res = ssd_benchmark(ceil)
-        res["rows"].append(step_benchmark(ceil))
+        shapes = [SHAPES[int(sys.argv[sys.argv.index("--shape") + 1])]] if "--shape" in sys.argv else SHAPES
+        prev = json.loads((out / "ssd.json").read_text()) if (out / "ssd.json").is_file() else None
+        res = ssd_benchmark(ceil, shapes, previous=prev, save_to=out)
+        res["rows"] = [r for r in res["rows"] if r.get("impl") != "ssmlib_step"] + [step_benchmark(ceil)]
         print(f"wrote {save(res, out)}")
         print(json.dumps({k: res[k] for k in ("baselines", "speedup_vs_best_baseline")}, indent=1))
     elif "--attention-only" in sys.argv:   # ssd_vs_attention.json
