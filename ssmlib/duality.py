@@ -335,7 +335,7 @@ def _ssd_fwd_kernel(
         HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr,
         SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
         STATES_ONLY: tl.constexpr, STORE_STATES: tl.constexpr,
-        LOWP: tl.constexpr, PRECISION: tl.constexpr,
+        LOWP: tl.constexpr, PRECISION: tl.constexpr, PREFETCH: tl.constexpr,
         BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
     # Program (b·H + h, block of P, segment). Tiles: time along axis 0, channels p / states n along axis 1.
     # STATES_ONLY: a segment's local end state from zero (the segments' first pass). Otherwise the
@@ -386,12 +386,18 @@ def _ssd_fwd_kernel(
     xp_off = i[:, None] * (H * P) + p[None, :]              # (T, BP) in x, z, y
     bn_off = i[:, None] * (G * N) + n[None, :]              # (T, BN) in B, C
     row0 = b.to(tl.int64) * L + s0                          # index of (b, s0)
+    if PREFETCH:   # the block's dt is loaded one block ahead (the pipeliner leaves this load synchronous)
+        dt_next = tl.load(dt_ptr + row0 * H + h + i * H, mask=s0 + i < s1, other=0.0)
     for t0 in range(s0, s1, BLOCK_T):
         tm = t0 + i < s1
         xp_base = (row0 * H + h) * P
         bn_base = (row0 * G + g) * N
         # 1. step sizes and in-block cumulative decay; steps past the segment get Δ = 0 (identity)
-        dt = tl.load(dt_ptr + row0 * H + h + i * H, mask=tm, other=0.0).to(acc)
+        if PREFETCH:
+            dt = dt_next.to(acc)
+            dt_next = tl.load(dt_ptr + (row0 + BLOCK_T) * H + h + i * H, mask=t0 + BLOCK_T + i < s1, other=0.0)
+        else:
+            dt = tl.load(dt_ptr + row0 * H + h + i * H, mask=tm, other=0.0).to(acc)
         if HAS_DTB:
             dt += dtb
         if SOFTPLUS:
@@ -805,7 +811,7 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
     seg_len = runtime.cdiv(runtime.cdiv(L, max(1, cfg["segments"])), T) * T   # whole blocks per segment
     S = runtime.cdiv(L, seg_len)
     n_blocks = runtime.cdiv(L, T)
-    common = _kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N)
+    common = dict(_kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N), PREFETCH=bool(cfg.get("prefetch")))
     dummy = y
     ptrs = lambda t: dummy if t is None else t  # noqa: E731
     states = torch.empty(batch * H, n_blocks, P, N, dtype=acc, device=x.device) if save_states else None
@@ -934,8 +940,8 @@ class _SSD(torch.autograd.Function):
 
 def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
         dt_softplus=False, return_final_states=False, *, block_t=None, block_p=None, num_warps=None,
-        num_stages=None, segments=None, maxnreg=None, backward="triton", bwd_block_p=None, bwd_num_warps=None,
-        bwd_segments=None, bwd_bc=None):
+        num_stages=None, segments=None, maxnreg=None, prefetch=None, backward="triton", bwd_block_p=None,
+        bwd_num_warps=None, bwd_segments=None, bwd_bc=None):
     """Mamba-2's SSD layer core with the fused Triton kernel (see the module docstring).
 
     Args:
@@ -954,6 +960,9 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
         block_t, block_p, num_warps, num_stages, segments, maxnreg: override the
             launch configuration (benchmarks and tests; see ``_launch_config``;
             maxnreg caps the registers per thread on the GPU).
+        prefetch: the forward loads each block's dt one block ahead (Triton's pipeliner
+            leaves that load synchronous; x, B, C it copies ahead itself). Off by default
+            until the H200 sweep has timed it.
         backward: ``"triton"`` (the fused backward kernel) or ``"reference"``
             (recomputation through :func:`ssd_chunked_ref` under autograd).
         bwd_block_p, bwd_num_warps, bwd_segments: the backward kernel's launch configuration.
@@ -973,6 +982,8 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
     _check_args(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states)
     batch, L, H, P = x.shape
     cfg = _launch_config(batch, H, P, B.shape[3], L, x.dtype, runtime.sm_count(x.device) if x.is_cuda else 132)
+    if prefetch is not None:
+        cfg["prefetch"] = bool(prefetch)
     if bwd_bc is not None:
         if bwd_bc not in ("atomic", "per_head"):
             raise ValueError(f"bwd_bc must be 'atomic' or 'per_head', got {bwd_bc!r}")

@@ -99,6 +99,21 @@ barriers), not issue-bound, which is what "pipelined" addresses. The sweep
 measured all three on the H200: "pipelined" with ``bc_tile=2`` is the default
 for N ≥ 4, "scan" below.
 
+Where the default forward's time goes (N = 16, 32×16 tiles, B and C a chunk
+ahead, 168 registers): about 16.7 SASS instructions per element. Per step
+and thread (4 states) that is 4 exponentials with their 4 multiplies, 4
+FFMAs for the state, 4 multiplies by B, the C contraction (4 multiplies, 3
+adds, a 2-level butterfly), and about 22 instructions to give every lane of a
+channel its Δ_t and Δ_t·u_t (a compile-time select and a 2-level butterfly
+each): a third of the loop. At perfect issue (4 warp-instructions per clock
+per SM) that count alone takes about 2× the exp-bound floor; Nsight Compute
+(``tools/profile_kernels.py``) saw the 8-step version issue 0.68
+instructions per clock per scheduler with 10 resident warps per SM. Handing
+Δ over in a layout replicated across a channel's lanes would remove most of
+those 22; Triton 3.6 offers no way to ask for it (compile-only: a 3D
+broadcast of the Δ tile made it pick layouts with shared-memory round trips
+and spills every step, 8× the loop's instructions; ``tl.gather``, 2×).
+
 The fused backward walks the chunks in reverse. For each chunk and state n it
 *recomputes* the states from the checkpoint (a forward scan), then scans for
 the adjoint ``g_t = ∂L/∂x_t = C_t dy_t + Ā_{t+1} g_{t+1}``. The shifted

@@ -112,6 +112,16 @@ def test_kernel_matches_linear_form_float64(L, T, P, N, G, H):
     assert rel_err(y, y_ref) < 1e-10 and rel_err(h, h_ref) < 1e-10
 
 
+@pytest.mark.parametrize("segments,L", [(1, 37), (1, 48), (3, 64)])
+def test_prefetched_dt_matches(segments, L):
+    """The forward that loads each block's dt one block ahead (prefetch=True) computes the same."""
+    a = make(2, L, 3, 16, 1, 16)
+    kw = dict(dt_softplus=True, return_final_states=True)
+    y_ref, h_ref = call(ssd_linear_ref, a, **kw)
+    y, h = call(ssd, a, 16, segments=segments, prefetch=True, **kw)
+    assert rel_err(y, y_ref) < 1e-10 and rel_err(h, h_ref) < 1e-10
+
+
 @pytest.mark.parametrize("segments,L", [(2, 65), (3, 64), (4, 100), (8, 40)])
 def test_segments_fold_states(segments, L):
     """Segments (each one's local end state first, then the full pass) equal one pass."""
@@ -475,8 +485,10 @@ def test_gpu_every_launch_config():
                dt_softplus=True, return_final_states=True)
     errs = {}
     for T, BP, nw, ns, reg in SWEEP_TILES:
-        for S in (1, 4):
-            cfg = dict(block_t=T, block_p=BP, num_warps=nw, num_stages=ns, maxnreg=reg, segments=S)
+        # dt prefetched a block ahead: with the default tile (the first)
+        for S, pf in ((1, False), (4, False)) + (((1, True), (4, True)) if reg is None and T == 32 and BP == 64
+                                                 and nw == 4 and ns == 2 else ()):
+            cfg = dict(block_t=T, block_p=BP, num_warps=nw, num_stages=ns, maxnreg=reg, segments=S, prefetch=pf)
             y, h = call(ssd, lo, 64, dt_softplus=True, return_final_states=True, **cfg)
             errs[str(cfg)] = (rel_err(y, ref[0]), rel_err(h, ref[1]))
     print("\n".join(f"{k}: {e[0]:.2e} {e[1]:.2e}" for k, e in errs.items()))

@@ -531,7 +531,7 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
                 sig.update({n: "*fp64" for n in sig})
             sig.update({n: "i32" for n in ints})
             cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True,
-                      STORE_FINAL=True, STATES_ONLY=states_only, STORE_STATES=not states_only,
+                      STORE_FINAL=True, STATES_ONLY=states_only, STORE_STATES=not states_only, PREFETCH=False,
                       LOWP=dtype in ("bf16", "fp16"),
                       PRECISION="ieee" if dtype == "fp64" else "tf32x3", BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
             div = [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N", "seg_len"]
