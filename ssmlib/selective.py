@@ -578,6 +578,8 @@ def _selective_scan_fwd_pipe_kernel(
         X = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     if STATES_ONLY:
         dtsum = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+    if STORE_STATES:     # the channels' checkpoint rows (batch, dim, n_ckpt, N), loop-invariant
+        ckpt_row = states_ptr + rows[:, None] * (n_ckpt * N) + ncol
     # the first two chunks' inputs; chunk c + 2's are loaded while chunk c computes (two ahead:
     # ptxas tends to issue independent loads late in the loop body, and one chunk ahead would
     # then hide only part of the HBM latency)
@@ -664,13 +666,11 @@ def _selective_scan_fwd_pipe_kernel(
             if STORE_STATES and CKPT < BLOCK_T:
                 if (j + 1) % CKPT == 0:                            # a checkpoint inside the chunk
                     if k + j + 1 < L:
-                        tl.store(states_ptr + (rows[:, None] * n_ckpt + (k + j + 1) // CKPT - 1) * N + ncol, X,
-                                 mask=nmask)
+                        tl.store(ckpt_row + ((k + j + 1) // CKPT - 1) * N, X, mask=nmask)
         if STORE_STATES and CKPT >= BLOCK_T:
             if (k + BLOCK_T) % CKPT == 0:
                 if k + BLOCK_T < L:
-                    tl.store(states_ptr + (rows[:, None] * n_ckpt + (k + BLOCK_T) // CKPT - 1) * N + ncol, X,
-                             mask=nmask)
+                    tl.store(ckpt_row + ((k + BLOCK_T) // CKPT - 1) * N, X, mask=nmask)
         if not STATES_ONLY:
             if HAS_D:
                 Y += Dv * Uf
