@@ -113,6 +113,12 @@ instructions per clock per scheduler with 10 resident warps per SM. Handing
 those 22; Triton 3.6 offers no way to ask for it (compile-only: a 3D
 broadcast of the Δ tile made it pick layouts with shared-memory round trips
 and spills every step, 8× the loop's instructions; ``tl.gather``, 2×).
+``config={"scratch": True}`` goes around it: each chunk's Δ and Δ·u tiles are
+stored to a per-program scratch (two slots, one barrier a chunk) and each step
+loads its column, one value per lane: 12.2 instructions an element with B
+and C loaded per step (64 registers), 13.4 with them per chunk (239), but
+with them a chunk ahead ptxas spills (compile-only). Off until the H200 has
+timed it.
 
 The fused backward walks the chunks in reverse. For each chunk and state n it
 *recomputes* the states from the checkpoint (a forward scan), then scans for
@@ -185,7 +191,7 @@ MAX_N = 256
 INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 #: Keys of :func:`selective_scan`'s ``config``.
-CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg", "bwd_block_d",
+CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "scratch", "maxnreg", "bwd_block_d",
                "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg")
 #: Forward kernels selectable with ``config={"variant": ...}``.
 FWD_VARIANTS = ("serial", "scan", "pipelined")
@@ -508,11 +514,11 @@ def _load_bc3(base, k, t1, NS, N, t3, n3, ON: tl.constexpr, EVEN: tl.constexpr, 
 @triton.jit
 def _selective_scan_fwd_pipe_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, states_ptr, seg_ptr,
-        dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, sB_b, sB_g, sC_b, sC_g,
+        scratch_ptr, dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, sB_b, sB_g, sC_b, sC_g,
         VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, STORE_LAST: tl.constexpr,
         STORE_STATES: tl.constexpr, CKPT: tl.constexpr, EVEN_L: tl.constexpr, EVEN_N: tl.constexpr,
-        STATES_ONLY: tl.constexpr, HAS_H0: tl.constexpr, BC_TILE: tl.constexpr,
+        STATES_ONLY: tl.constexpr, HAS_H0: tl.constexpr, BC_TILE: tl.constexpr, SCRATCH: tl.constexpr,
         BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
     # The "pipelined" variant: the serial recurrence of _selective_scan_fwd_serial_kernel with
     # (1) no scratch and no barrier: Δ and Δ·u of the chunk stay in registers, in a tile laid
@@ -578,6 +584,14 @@ def _selective_scan_fwd_pipe_kernel(
         X = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     if STATES_ONLY:
         dtsum = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+    if SCRATCH:
+        # Δ and Δ·u of a chunk go through this program's scratch, two slots of (Δ, Δ·u) tiles, so
+        # that each step's column reaches a channel's lanes as one load (not a select and a
+        # butterfly); one barrier per chunk (a slot is rewritten two chunks later, after the
+        # next chunk's barrier)
+        scr = scratch_ptr + (seg * tl.num_programs(0) + pid).to(tl.int64) * (4 * BLOCK_D * BLOCK_T)
+        scr_tile = scr + (tl.arange(0, BLOCK_D) * BLOCK_T)[:, None] + tcol
+        scr_row = scr + tl.arange(0, BLOCK_D) * BLOCK_T
     if STORE_STATES:     # the channels' checkpoint rows (batch, dim, n_ckpt, N), loop-invariant
         ckpt_row = states_ptr + rows[:, None] * (n_ckpt * N) + ncol
     # the first two chunks' inputs; chunk c + 2's are loaded while chunk c computes (two ahead:
@@ -638,10 +652,19 @@ def _selective_scan_fwd_pipe_kernel(
             dtsum += DT
         else:
             Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+        if SCRATCH:
+            slot = ((k - t0) // BLOCK_T) % 2 * (2 * BLOCK_D * BLOCK_T)
+            tl.store(scr_tile + slot, DT)
+            tl.store(scr_tile + slot + BLOCK_D * BLOCK_T, DTU)
+            tl.debug_barrier()
         for j in tl.static_range(BLOCK_T):
             sel = tcol == j
-            dt = tl.sum(tl.where(sel, DT, -0.0), 1)[:, None]
-            dtu = tl.sum(tl.where(sel, DTU, -0.0), 1)[:, None]
+            if SCRATCH:
+                dt = tl.load(scr_row + slot + j)[:, None]
+                dtu = tl.load(scr_row + slot + BLOCK_D * BLOCK_T + j)[:, None]
+            else:
+                dt = tl.sum(tl.where(sel, DT, -0.0), 1)[:, None]
+                dtu = tl.sum(tl.where(sel, DTU, -0.0), 1)[:, None]
             if VAR_B:
                 if BC_TILE > 0:
                     Bt = tl.sum(tl.where(t3 == j, B3, -0.0), 1)
@@ -1389,13 +1412,17 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                       BLOCK_N=runtime.next_pow2(N), num_warps=nw)
         # the H200 sweep's best: 2 (B and C a chunk ahead)
         common["BC_TILE"] = int(config.get("bc_tile", 0 if runtime.INTERPRET else 2) or 0)
+        # Δ, Δ·u handed to the steps through a scratch (two slots per program) instead of butterflies
+        common["SCRATCH"] = bool(config.get("scratch", False))
+        scratch = (torch.empty(programs * n_seg * 4 * bd * bt, dtype=acc, device=u.device)
+                   if common["SCRATCH"] else out)
         maxnreg = config.get("maxnreg", maxnreg)
         if maxnreg:
             common["maxnreg"] = maxnreg
         # unused pointers are placeholders of the same dtype as a real call's (u's for inputs)
         args = (u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
                 delta_bias if delta_bias is not None else u, out, last if last is not None else out,
-                states if states is not None else out, seg if seg is not None else out,
+                states if states is not None else out, seg if seg is not None else out, scratch,
                 dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, *sB, *sC)
         if n_seg > 1:
             # pass 1: each segment but the last from a zero state: its end state and Σ Δ
@@ -1604,8 +1631,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             docstring); for "pipelined" also ``seg_len`` (power of two: split L
             into segments of that length, three passes), ``bc_tile`` (0, 1: B and
             C loaded per chunk, 2: a chunk ahead; the default on the GPU, 0 in the
-            interpreter) and ``maxnreg`` (a cap on registers per thread, so that more
-            programs fit in an SM), as the "serial" backward takes ``bwd_maxnreg``.
+            interpreter), ``scratch`` (bool: each chunk's Δ and Δ·u reach the steps
+            through a per-program scratch and one barrier instead of lane
+            butterflies; off until timed) and ``maxnreg`` (a cap on registers per
+            thread, so that more programs fit in an SM), as the "serial" backward
+            takes ``bwd_maxnreg``.
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on
@@ -1620,11 +1650,13 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             if k not in CONFIG_KEYS:
                 raise ValueError(f"config has unknown key {k!r}")
         for k, v in config.items():
-            if k not in ("bwd_flip", "variant", "bc_tile", "bwd_variant", "maxnreg", "bwd_maxnreg"):
+            if k not in ("bwd_flip", "variant", "bc_tile", "scratch", "bwd_variant", "maxnreg", "bwd_maxnreg"):
                 _check_pow2(k, v)
         for k in ("maxnreg", "bwd_maxnreg"):
             if k in config:
                 checks.positive_int(f"config {k}", config[k])
+        if not isinstance(config.get("scratch", False), bool):
+            raise TypeError(f"config scratch must be a bool, got {type(config['scratch']).__name__}")
         if config.get("bc_tile", 0) not in (0, 1, 2):
             raise ValueError(f"config bc_tile must be 0/False, 1/True or 2, got {config['bc_tile']!r}")
         if config.get("variant", "scan") not in FWD_VARIANTS:

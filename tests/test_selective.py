@@ -97,7 +97,9 @@ def test_forward_scan_variant_float64(kind, G, L):
     (kind, G, L, N, cfg) for kind, G in [("var", 1), ("grouped", 2), ("fixed", 1)]
     for L, N, cfg in [(7, 16, {}), (33, 4, dict(seg_len=8)), (1, 1, dict(seg_len=8))]]
     + [("var", 1, 40, 3, dict(seg_len=16, bc_tile=True)), ("fixed", 1, 40, 3, dict(seg_len=16, bc_tile=True)),
-       ("grouped", 2, 21, 16, dict(seg_len=8, block_t=4, bc_tile=2))])
+       ("grouped", 2, 21, 16, dict(seg_len=8, block_t=4, bc_tile=2)),
+       ("var", 1, 37, 16, dict(scratch=True)), ("grouped", 2, 40, 4, dict(seg_len=16, scratch=True, bc_tile=2)),
+       ("fixed", 1, 21, 3, dict(block_t=4, scratch=True))])
 def test_forward_pipelined_variant_float64(kind, G, L, N, cfg):
     """The pipelined forward, in one pass and split into segments (three passes: segment end states
     from zero, their combination, the outputs from the entering states), B and C per step or per chunk."""
@@ -282,7 +284,8 @@ def test_backward_serial_option_subsets(opts, softplus, last):
                                  dict(bwd_block_t=16, bwd_block_d=16, variant="scan", block_t=4),
                                  dict(bwd_block_t=4, bwd_block_d=2, bwd_maxnreg=168),
                                  # checkpoints every 2 steps inside the forward's 8-step chunks
-                                 dict(bwd_block_t=2, bwd_block_d=2, variant="pipelined", block_t=8, bc_tile=2)])
+                                 dict(bwd_block_t=2, bwd_block_d=2, variant="pipelined", block_t=8, bc_tile=2),
+                                 dict(variant="pipelined", block_t=8, scratch=True)])
 def test_backward_serial_launch_configs(cfg):
     """Any chunk length (= checkpoint interval), channel blocks straddling a group's end, any forward."""
     t = make(2, 6, 21, 3, "grouped", 2)
@@ -444,6 +447,8 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bwd_variant="serial", bwd_block_t=64))
     with pytest.raises(ValueError, match="too long for bwd_variant 'serial'"):     # the default backward
         call(selective_scan, t, config=dict(bwd_block_t=64))
+    with pytest.raises(TypeError, match="config scratch must be a bool"):
+        call(selective_scan, t, config=dict(scratch=1))
     with pytest.raises(ValueError, match="config maxnreg must be >= 1"):
         call(selective_scan, t, config=dict(maxnreg=0))
     with pytest.raises(ValueError, match="config bwd_maxnreg must be >= 1"):
@@ -468,6 +473,21 @@ def test_kernels_compile_for_sm90():
     for r in recs:
         assert r["registers"] and r["spill_store_bytes"] == 0, r
         assert r["loop_bar"] == 0 and r["loop_lds_sts"] == 0 and r["loop_ex2"] >= r["elems_per_thread_iter"], r
+
+
+def test_scratch_forward_compiles_for_sm90():
+    """config scratch: one barrier a chunk, no shared-memory conversions, no spills (B, C per step
+    and per chunk), and fewer shuffles than the butterflies it replaces (only the C contraction's)."""
+    from ssmlib.bench.selective import compile_report
+
+    recs = compile_report([("pipelined+scratch", "bf16", 32, 16, 4, 16),
+                           ("pipelined+bc_tile+scratch", "bf16", 32, 16, 4, 16),
+                           ("pipelined+bc_tile", "bf16", 32, 16, 4, 16)], kinds=("fwd",), state_update=False)
+    assert not [r for r in recs if "error" in r], recs
+    scr, scr_bc, plain = recs
+    for r in (scr, scr_bc):
+        assert r["spill_store_bytes"] == 0 and r["loop_bar"] == 1 and r["loop_lds_sts"] == 0, r
+        assert r["loop_shfl"] < plain["loop_shfl"] and r["loop_sass"] < plain["loop_sass"], (r, plain)
 
 
 def test_register_cap_reaches_the_compiled_kernel():
@@ -587,7 +607,8 @@ def test_gpu_half_inputs(dtype, tol, gtol, kind, G, L, N):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("cfg", [__import__("ssmlib.bench.selective").bench.selective.fwd_config_dict(c)
-                                 for c in __import__("ssmlib.bench.selective").bench.selective.FWD_CONFIGS])
+                                 for c in __import__("ssmlib.bench.selective").bench.selective.FWD_CONFIGS],
+                         ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
 def test_gpu_every_launch_config(cfg):
     """Every forward configuration the sweep times, on sizes that are not block multiples."""
     t = make(3, 6 * 50, 1000, 16, "grouped", 2, dtype=torch.bfloat16)

@@ -286,12 +286,18 @@ FWD_CONFIGS = ([("serial", bd, bt, nw) for bd, bt, nw in
                # at 241 registers a thread two programs of 4 warps fit in an SM, so the headline's 384
                # programs take 1.45 waves; capped at 168 (56 bytes of spills, compile-only) three fit: one
                # wave (the inference default since session 5: 0.34 ms bf16, against 0.37 uncapped)
-               + [("pipelined", 32, 16, 4, None, 2, reg) for reg in (168, 160)])
+               + [("pipelined", 32, 16, 4, None, 2, reg) for reg in (168, 160)]
+               # Δ, Δ·u through a scratch instead of lane butterflies (compile-only, 16-step chunks: 12.2
+               # instructions an element with B, C per step (64 registers), 13.4 with B, C per chunk (239),
+               # against 16.7 for the default; with B, C a chunk ahead ptxas spills 460 bytes)
+               # (maxnreg 255: no cap; without the key inference takes the default's 168)
+               + [("pipelined", 32, 16, 4, None, bc, reg, True) for bc, reg in ((0, None), (1, 255), (1, 168),
+                                                                                 (2, 255))])
 
 
 def fwd_config_dict(c) -> dict:
     """A :data:`FWD_CONFIGS` entry as :func:`ssmlib.selective_scan`'s ``config`` dict."""
-    keys = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg")
+    keys = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg", "scratch")
     return {k: v for k, v in zip(keys, c) if v is not None}
 #: (block_t, block_d, num_warps, flip) of the backward (block_t: its chunk, the forward's checkpoint interval).
 BWD_CONFIGS = ([(bt, bd, nw, False) for bt in (64, 128, 256) for bd in (1, 2, 4, 8) for nw in (2, 4)
@@ -509,7 +515,8 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
             out.append(_compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg))
             continue
         BN = 1 << (N - 1).bit_length()
-        bc = dict(BC_TILE=2 if variant.endswith("+bc_tile2") else 1 if variant.endswith("+bc_tile") else 0)
+        parts = variant.split("+")                           # "pipelined+bc_tile2+scratch"
+        bc = dict(BC_TILE=2 if "bc_tile2" in parts else 1 if "bc_tile" in parts else 0, SCRATCH="scratch" in parts)
         kernels = ([("fwd", {})] if variant == "serial" else
                  [("fwd", dict(STATES_ONLY=False, HAS_H0=False, **bc)),
                   ("fwd_split_pass1", dict(STATES_ONLY=True, HAS_H0=False, **bc)),
@@ -526,6 +533,8 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
                     sig["states_ptr"] = f"*{inp}"
                 if kname == "fwd":  # one segment: seg_ptr is a placeholder (out)
                     sig["seg_ptr"] = f"*{inp}"
+                if "scratch_ptr" in sig and not bc.get("SCRATCH"):   # a placeholder (out) without scratch
+                    sig["scratch_ptr"] = f"*{inp}"
                 if dtype == "fp64":
                     sig = {n: "*fp64" for n in sig}
                 sig.update({p.name: "i32" for p in kernel.params
