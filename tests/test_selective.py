@@ -285,12 +285,27 @@ def test_backward_serial_option_subsets(opts, softplus, last):
                                  dict(bwd_block_t=4, bwd_block_d=2, bwd_maxnreg=168),
                                  # checkpoints every 2 steps inside the forward's 8-step chunks
                                  dict(bwd_block_t=2, bwd_block_d=2, variant="pipelined", block_t=8, bc_tile=2),
-                                 dict(variant="pipelined", block_t=8, scratch=True)])
+                                 dict(variant="pipelined", block_t=8, scratch=True),
+                                 dict(bwd_block_t=4, bwd_block_d=4, bwd_scratch=True),
+                                 dict(bwd_block_t=2, bwd_block_d=8, bwd_num_warps=2, bwd_scratch=True)])
 def test_backward_serial_launch_configs(cfg):
     """Any chunk length (= checkpoint interval), channel blocks straddling a group's end, any forward."""
     t = make(2, 6, 21, 3, "grouped", 2)
     got = grads(lambda *a, **k: selective_scan(*a, **k, config=dict(SERIAL_BWD, **cfg)), t)
     want = grads(selective_scan_ref, t)
+    for k in want:
+        assert_close(got[k], want[k], 1e-10, 1e-10, k)
+
+
+@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
+@pytest.mark.parametrize("L,N", [(7, 1), (33, 3), (19, 16)])
+def test_backward_serial_scratch_float64(kind, G, L, N):
+    """bwd_scratch (Δ, Δ·u, dy and the channel sums of dB, dC through a scratch) gives the same
+    gradients, every option on, N not a power of two, a chunk past L."""
+    t = make(2, 6 * 3 if G == 2 else 7, L, N, kind, G, opts=OPTS)
+    cfg = dict(SERIAL_BWD, bwd_scratch=True, bwd_block_t=8, bwd_block_d=4)
+    got = grads(lambda *a, **k: selective_scan(*a, **k, config=cfg), t, True)
+    want = grads(selective_scan_ref, t, True)
     for k in want:
         assert_close(got[k], want[k], 1e-10, 1e-10, k)
 
@@ -449,6 +464,8 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bwd_block_t=64))
     with pytest.raises(TypeError, match="config scratch must be a bool"):
         call(selective_scan, t, config=dict(scratch=1))
+    with pytest.raises(TypeError, match="config bwd_scratch must be a bool"):
+        call(selective_scan, t, config=dict(bwd_scratch="yes"))
     with pytest.raises(ValueError, match="config maxnreg must be >= 1"):
         call(selective_scan, t, config=dict(maxnreg=0))
     with pytest.raises(ValueError, match="config bwd_maxnreg must be >= 1"):
@@ -518,6 +535,18 @@ def test_backward_serial_compiles_for_sm90():
         elems = r["elems_per_thread_iter"]
         assert elems <= r["loop_ex2"] <= elems + 16, r          # 1 per element (+ softplus per (d, t))
         assert r["loop_bar"] <= 12, r                           # the chunk-end reductions only
+
+
+def test_backward_serial_scratch_compiles_for_sm90():
+    """bwd_scratch on the default tile (8 channels on one warp): two barriers a chunk, no spills, no
+    shared memory, fewer shuffles and instructions than the butterflies it replaces."""
+    from ssmlib.bench.selective import compile_report
+
+    plain, scr = compile_report([("bwd_serial", "bf16", 8, 8, 1, 16), ("bwd_serial+scratch", "bf16", 8, 8, 1, 16)],
+                                state_update=False)
+    assert "error" not in plain and "error" not in scr, (plain, scr)
+    assert scr["spill_store_bytes"] == 0 and scr["loop_bar"] == 2 and scr["loop_lds_sts"] == 0, scr
+    assert scr["loop_shfl"] < plain["loop_shfl"] / 2 and scr["loop_sass"] < plain["loop_sass"], (plain, scr)
 
 
 def test_state_update_bad_input():
@@ -631,7 +660,8 @@ def test_gpu_every_backward_config(cfg):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("cfg", [__import__("ssmlib.bench.selective").bench.selective.bwd_config_dict(c)
-                                 for c in __import__("ssmlib.bench.selective").bench.selective.BWD_SERIAL_CONFIGS])
+                                 for c in __import__("ssmlib.bench.selective").bench.selective.BWD_SERIAL_CONFIGS],
+                         ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
 @pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
 def test_gpu_every_serial_backward_config(cfg, kind, G):
     t = make(2, 6 * 50, 1000, 16, kind, G, dtype=torch.float32)
