@@ -285,7 +285,7 @@ FWD_CONFIGS = ([("serial", bd, bt, nw) for bd, bt, nw in
                + [("pipelined", 32, 8, 4, seg, 2) for seg in (256, 1024)]
                # at 241 registers a thread two programs of 4 warps fit in an SM, so the headline's 384
                # programs take 1.45 waves; capped at 168 (56 bytes of spills, compile-only) three fit: one
-               # wave (the inference default since session 5: 0.34 ms bf16, against 0.37 uncapped)
+               # wave (the inference default since session 4: 0.34 ms bf16, against 0.37 uncapped)
                + [("pipelined", 32, 16, 4, None, 2, reg) for reg in (168, 160)]
                # Δ, Δ·u through a scratch instead of lane butterflies (compile-only, 16-step chunks: 12.2
                # instructions an element with B, C per step (64 registers), 13.4 with B, C per chunk (239),
