@@ -619,20 +619,24 @@ def _selective_scan_fwd_pipe_kernel(
         # the lanes on states and channels, as in the state tile, and repeats that plane in
         # registers along time: step j's slice is a register selection (no shuffle, no shared
         # memory), and the chunk's loads are all in flight at once (BC_TILE = 1; 2: loaded a
-        # chunk ahead, which keeps two chunks of B and C in registers).
+        # chunk ahead, which keeps two chunks of B and C in registers; 3: B a chunk ahead, C with
+        # its chunk, as C only feeds the outputs, off the recurrence's chain).
         t3 = tl.arange(0, BLOCK_T)[None, :, None]
         n3 = tl.arange(0, BLOCK_N)[None, None, :]
         B3_base = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + (rows * 0)[:, None, None] + t3 * NS + n3
         C3_base = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + (rows * 0)[:, None, None] + t3 * NS + n3
-        if BC_TILE == 2:   # the first chunk's; then each chunk loads the next one's
+        if BC_TILE >= 2:   # the first chunk's; then each chunk loads the next one's
             B3 = _load_bc3(B3_base, t0, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
+        if BC_TILE == 2:
             C3 = _load_bc3(C3_base, t0, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, EVEN_L and EVEN_N, acc)
     for k in range(t0, t1, BLOCK_T):
         if BC_TILE == 1:
             B3 = _load_bc3(B3_base, k, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
+        if BC_TILE == 1 or BC_TILE == 3:
             C3 = _load_bc3(C3_base, k, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, EVEN_L and EVEN_N, acc)
-        if BC_TILE == 2:
+        if BC_TILE >= 2:
             B3_n = _load_bc3(B3_base, k + BLOCK_T, t1, NS, N, t3, n3, VAR_B, False, acc)
+        if BC_TILE == 2:
             C3_n = _load_bc3(C3_base, k + BLOCK_T, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, False, acc)
         # issue chunk c + 2's loads now; they land while chunks c and c + 1 compute
         tt_n = k + 2 * BLOCK_T + t_in
@@ -706,8 +710,9 @@ def _selective_scan_fwd_pipe_kernel(
                 Zf = Z.to(acc)
                 Y *= Zf * tl.sigmoid(Zf)
             tl.store(out_ptr + offs, Y.to(out_ptr.dtype.element_ty), mask=m2)
-        if BC_TILE == 2:
+        if BC_TILE >= 2:
             B3 = B3_n
+        if BC_TILE == 2:
             C3 = C3_n
         U = U_1
         DTr = DTr_1
@@ -1684,10 +1689,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             ``variant``: "pipelined" (default for N ≥ 4), "serial" or "scan" (see the module
             docstring); for "pipelined" also ``seg_len`` (power of two: split L
             into segments of that length, three passes), ``bc_tile`` (0, 1: B and
-            C loaded per chunk, 2: a chunk ahead; the default on the GPU, 0 in the
-            interpreter), ``scratch`` (bool: each chunk's Δ and Δ·u reach the steps
-            through a per-program scratch and one barrier instead of lane
-            butterflies; off until timed) and ``maxnreg`` (a cap on registers per
+            C loaded per chunk, 2: a chunk ahead, the default on the GPU, 0 in the
+            interpreter; 3: B a chunk ahead, C with its chunk), ``scratch`` (bool:
+            each chunk's Δ and Δ·u reach the steps through a per-program scratch
+            and one barrier instead of lane butterflies; off until timed) and
+            ``maxnreg`` (a cap on registers per
             thread, so that more programs fit in an SM), as the "serial" backward
             takes ``bwd_maxnreg`` (and ``bwd_scratch``, bool: its Δ, Δ·u, dy
             columns and its channel sums of dB, dC through a scratch; off until
@@ -1715,8 +1721,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         for k in ("scratch", "bwd_scratch"):
             if not isinstance(config.get(k, False), bool):
                 raise TypeError(f"config {k} must be a bool, got {type(config[k]).__name__}")
-        if config.get("bc_tile", 0) not in (0, 1, 2):
-            raise ValueError(f"config bc_tile must be 0/False, 1/True or 2, got {config['bc_tile']!r}")
+        if config.get("bc_tile", 0) not in (0, 1, 2, 3):
+            raise ValueError(f"config bc_tile must be 0/False, 1/True, 2 or 3, got {config['bc_tile']!r}")
         if config.get("variant", "scan") not in FWD_VARIANTS:
             raise ValueError(f"config variant must be one of {FWD_VARIANTS}, got {config['variant']!r}")
         if config.get("bwd_variant", "scan") not in BWD_VARIANTS:

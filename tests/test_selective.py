@@ -99,7 +99,8 @@ def test_forward_scan_variant_float64(kind, G, L):
     + [("var", 1, 40, 3, dict(seg_len=16, bc_tile=True)), ("fixed", 1, 40, 3, dict(seg_len=16, bc_tile=True)),
        ("grouped", 2, 21, 16, dict(seg_len=8, block_t=4, bc_tile=2)),
        ("var", 1, 37, 16, dict(scratch=True)), ("grouped", 2, 40, 4, dict(seg_len=16, scratch=True, bc_tile=2)),
-       ("fixed", 1, 21, 3, dict(block_t=4, scratch=True))])
+       ("fixed", 1, 21, 3, dict(block_t=4, scratch=True)),
+       ("var", 1, 37, 16, dict(bc_tile=3)), ("grouped", 2, 40, 3, dict(seg_len=16, bc_tile=3, scratch=True))])
 def test_forward_pipelined_variant_float64(kind, G, L, N, cfg):
     """The pipelined forward, in one pass and split into segments (three passes: segment end states
     from zero, their combination, the outputs from the entering states), B and C per step or per chunk."""
@@ -462,6 +463,8 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bwd_variant="serial", bwd_block_t=64))
     with pytest.raises(ValueError, match="too long for bwd_variant 'serial'"):     # the default backward
         call(selective_scan, t, config=dict(bwd_block_t=64))
+    with pytest.raises(ValueError, match="config bc_tile must be"):
+        call(selective_scan, t, config=dict(bc_tile=4))
     with pytest.raises(TypeError, match="config scratch must be a bool"):
         call(selective_scan, t, config=dict(scratch=1))
     with pytest.raises(TypeError, match="config bwd_scratch must be a bool"):
@@ -499,9 +502,12 @@ def test_scratch_forward_compiles_for_sm90():
 
     recs = compile_report([("pipelined+scratch", "bf16", 32, 16, 4, 16),
                            ("pipelined+bc_tile+scratch", "bf16", 32, 16, 4, 16),
-                           ("pipelined+bc_tile", "bf16", 32, 16, 4, 16)], kinds=("fwd",), state_update=False)
+                           ("pipelined+bc_tile", "bf16", 32, 16, 4, 16), ("pipelined+bc_tile3", "bf16", 32, 16, 4, 16)],
+                          kinds=("fwd",), state_update=False)
     assert not [r for r in recs if "error" in r], recs
-    scr, scr_bc, plain = recs
+    scr, scr_bc, plain, bc3 = recs
+    # bc_tile 3 (B a chunk ahead, C with its chunk): no spills, fewer than 168 registers
+    assert bc3["spill_store_bytes"] == 0 and bc3["registers"] <= 168 and bc3["loop_bar"] == 0, bc3
     for r in (scr, scr_bc):
         assert r["spill_store_bytes"] == 0 and r["loop_bar"] == 1 and r["loop_lds_sts"] == 0, r
         assert r["loop_shfl"] < plain["loop_shfl"] and r["loop_sass"] < plain["loop_sass"], (r, plain)

@@ -292,7 +292,10 @@ FWD_CONFIGS = ([("serial", bd, bt, nw) for bd, bt, nw in
                # against 16.7 for the default; with B, C a chunk ahead ptxas spills 460 bytes)
                # (maxnreg 255: no cap; without the key inference takes the default's 168)
                + [("pipelined", 32, 16, 4, None, bc, reg, True) for bc, reg in ((0, None), (1, 255), (1, 168),
-                                                                                 (2, 255))])
+                                                                                 (2, 255), (3, 255))]
+               # B a chunk ahead, C with its chunk (compile-only: 140 registers, no spills, 15.9 an element:
+               # three 4-warp programs an SM without a cap)
+               + [("pipelined", 32, 16, 4, None, 3, 255), ("pipelined", 32, 16, 4, None, 3, 168)])
 
 
 def fwd_config_dict(c) -> dict:
@@ -523,7 +526,8 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
             continue
         BN = 1 << (N - 1).bit_length()
         parts = variant.split("+")                           # "pipelined+bc_tile2+scratch"
-        bc = dict(BC_TILE=2 if "bc_tile2" in parts else 1 if "bc_tile" in parts else 0, SCRATCH="scratch" in parts)
+        tile = {"bc_tile": 1, "bc_tile2": 2, "bc_tile3": 3}
+        bc = dict(BC_TILE=max([tile[p] for p in parts if p in tile], default=0), SCRATCH="scratch" in parts)
         kernels = ([("fwd", {})] if variant == "serial" else
                  [("fwd", dict(STATES_ONLY=False, HAS_H0=False, **bc)),
                   ("fwd_split_pass1", dict(STATES_ONLY=True, HAS_H0=False, **bc)),
