@@ -671,13 +671,13 @@ def _ssd_step_kernel(
 
 
 # ---------------------------------------------------------------- launch configuration
-def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtype, sms: int = 132) -> dict:
+def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtype, device) -> dict:
     """Default tiles and grids of the forward and backward kernels.
 
     Forward: ``block_t`` steps per block (the score tile is block_t²),
     ``block_p`` channels per program, warps, pipeline stages, and
     ``segments``: the smallest power of two giving ≥ 2·sms programs (``sms``: the
-    device's multiprocessors, 132 on the H200), each
+    multiprocessors of ``device``, 132 on the H200), each
     segment at least 8 blocks long. Backward: ``bwd_block_t`` (also the block
     of the forward that saves the states), ``bwd_block_p``, ``bwd_num_warps``,
     ``bwd_segments`` (same rule).
@@ -696,6 +696,7 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
         bp = min(32, max(16, runtime.next_pow2(P)))
         return dict(block_t=16, block_p=bp, num_warps=1, num_stages=1, segments=1, maxnreg=None, bwd_block_t=16,
                     bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1, bwd_bc="atomic")
+    sms = runtime.sm_count(device)
     BN = max(16, runtime.next_pow2(N))
     warps, stages = 8, 1
     if dtype in (torch.float16, torch.bfloat16):
@@ -981,7 +982,7 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
     """
     _check_args(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states)
     batch, L, H, P = x.shape
-    cfg = _launch_config(batch, H, P, B.shape[3], L, x.dtype, runtime.sm_count(x.device) if x.is_cuda else 132)
+    cfg = _launch_config(batch, H, P, B.shape[3], L, x.dtype, x.device)
     if prefetch is not None:
         cfg["prefetch"] = bool(prefetch)
     if bwd_bc is not None:

@@ -517,6 +517,17 @@ def _load_bc3(base, k, t1, NS, N, t3, n3, ON: tl.constexpr, EVEN: tl.constexpr, 
 
 
 @triton.jit
+def _step_column(T, sel, col_ptr, SCRATCH: tl.constexpr):
+    """Step j's column of a (BLOCK_D, width) chunk tile as a (BLOCK_D, 1) column for every lane of a
+    channel: from the tile's scratch copy (``col_ptr``: its column j) with SCRATCH, else selected
+    (``sel``: the column mask) and summed across the lanes (-0.0 so that the other registers' adds fold away)."""
+    if SCRATCH:
+        return tl.load(col_ptr)[:, None]
+    else:
+        return tl.sum(tl.where(sel, T, -0.0), 1)[:, None]
+
+
+@triton.jit
 def _selective_scan_fwd_pipe_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, states_ptr, seg_ptr,
         scratch_ptr, dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, sB_b, sB_g, sC_b, sC_g,
@@ -589,14 +600,13 @@ def _selective_scan_fwd_pipe_kernel(
         X = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     if STATES_ONLY:
         dtsum = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
-    if SCRATCH:
-        # Δ and Δ·u of a chunk go through this program's scratch, two slots of (Δ, Δ·u) tiles, so
-        # that each step's column reaches a channel's lanes as one load (not a select and a
-        # butterfly); one barrier per chunk (a slot is rewritten two chunks later, after the
-        # next chunk's barrier)
-        scr = scratch_ptr + (seg * tl.num_programs(0) + pid).to(tl.int64) * (4 * BLOCK_D * BLOCK_T)
-        scr_tile = scr + (tl.arange(0, BLOCK_D) * BLOCK_T)[:, None] + tcol
-        scr_row = scr + tl.arange(0, BLOCK_D) * BLOCK_T
+    # SCRATCH: Δ and Δ·u of a chunk go through this program's scratch, two slots of (Δ, Δ·u)
+    # tiles, so that each step's column reaches a channel's lanes as one load (not a select and a
+    # butterfly); one barrier per chunk (a slot is rewritten two chunks later, after the next
+    # chunk's barrier). Without SCRATCH these addresses are computed but never used.
+    scr = scratch_ptr + (seg * tl.num_programs(0) + pid).to(tl.int64) * (4 * BLOCK_D * BLOCK_T)
+    scr_tile = scr + (tl.arange(0, BLOCK_D) * BLOCK_T)[:, None] + tcol
+    scr_row = scr + tl.arange(0, BLOCK_D) * BLOCK_T
     if STORE_STATES:     # the channels' checkpoint rows (batch, dim, n_ckpt, N), loop-invariant
         ckpt_row = states_ptr + rows[:, None] * (n_ckpt * N) + ncol
     # the first two chunks' inputs; chunk c + 2's are loaded while chunk c computes (two ahead:
@@ -661,19 +671,15 @@ def _selective_scan_fwd_pipe_kernel(
             dtsum += DT
         else:
             Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
+        slot = ((k - t0) // BLOCK_T) % 2 * (2 * BLOCK_D * BLOCK_T)
         if SCRATCH:
-            slot = ((k - t0) // BLOCK_T) % 2 * (2 * BLOCK_D * BLOCK_T)
             tl.store(scr_tile + slot, DT)
             tl.store(scr_tile + slot + BLOCK_D * BLOCK_T, DTU)
             tl.debug_barrier()
         for j in tl.static_range(BLOCK_T):
             sel = tcol == j
-            if SCRATCH:
-                dt = tl.load(scr_row + slot + j)[:, None]
-                dtu = tl.load(scr_row + slot + BLOCK_D * BLOCK_T + j)[:, None]
-            else:
-                dt = tl.sum(tl.where(sel, DT, -0.0), 1)[:, None]
-                dtu = tl.sum(tl.where(sel, DTU, -0.0), 1)[:, None]
+            dt = _step_column(DT, sel, scr_row + slot + j, SCRATCH)
+            dtu = _step_column(DTU, sel, scr_row + slot + BLOCK_D * BLOCK_T + j, SCRATCH)
             if VAR_B:
                 if BC_TILE > 0:
                     Bt = tl.sum(tl.where(t3 == j, B3, -0.0), 1)
@@ -1019,14 +1025,14 @@ def _selective_scan_bwd_serial_kernel(
     # and states) and a round trip through shared memory at every step.
     n3 = nvec[None, None, :]
     ZERO3 = tl.load(dA_ptr + zero_rows[:, :, None] + t3 * NS + n3, mask=(t3 + L < 0) & (n3 < N), other=0.0)
+    # SCRATCH, per program: the Δ, Δ·u, dy tiles (3 · BLOCK_D · TW), then the dB and dC terms of
+    # the chunk (2 · BLOCK_D · BLOCK_T · BLOCK_N); without it the addresses go unused
+    dsel = tl.arange(0, BLOCK_D)
+    TN: tl.constexpr = BLOCK_T * BLOCK_N
+    scr = scratch_ptr + pid.to(tl.int64) * (3 * BLOCK_D * TW + 2 * BLOCK_D * TN)
+    scr_tile = scr + (dsel * TW)[:, None] + tcol
+    scr_row = scr + dsel * TW
     if SCRATCH:
-        # per program: the Δ, Δ·u, dy tiles (3 · BLOCK_D · TW), then the dB and dC terms of the chunk
-        # (2 · BLOCK_D · BLOCK_T · BLOCK_N)
-        dsel = tl.arange(0, BLOCK_D)
-        TN: tl.constexpr = BLOCK_T * BLOCK_N
-        scr = scratch_ptr + pid.to(tl.int64) * (3 * BLOCK_D * TW + 2 * BLOCK_D * TN)
-        scr_tile = scr + (dsel * TW)[:, None] + tcol
-        scr_row = scr + dsel * TW
         scr3 = scr + 3 * BLOCK_D * TW + dsel[:, None, None] * TN + t3 * BLOCK_N + n3
         tn = tl.arange(0, TN)
         scr2 = scr + 3 * BLOCK_D * TW + dsel[:, None] * TN + tn[None, :]       # (channel, t·BLOCK_N + n)
@@ -1068,12 +1074,8 @@ def _selective_scan_bwd_serial_kernel(
         A3 = ZERO3
         for j in tl.static_range(BLOCK_T):
             sel = tcol == j
-            if SCRATCH:
-                dt = tl.load(scr_row + j)[:, None]
-                dtu = tl.load(scr_row + BLOCK_D * TW + j)[:, None]
-            else:
-                dt = tl.sum(tl.where(sel, DT, -0.0), 1)[:, None]
-                dtu = tl.sum(tl.where(sel, DTU, -0.0), 1)[:, None]
+            dt = _step_column(DT, sel, scr_row + j, SCRATCH)
+            dtu = _step_column(DTU, sel, scr_row + BLOCK_D * TW + j, SCRATCH)
             if VAR_B:
                 if EVEN_L and EVEN_N:
                     Bt = tl.load(B_row + (k + j) * NS).to(acc)
@@ -1099,14 +1101,9 @@ def _selective_scan_bwd_serial_kernel(
         S2 = tl.zeros([BLOCK_D, TW], dtype=acc)             # Σ_n A₂ λ_t (x_t − b_t)
         for j in tl.static_range(BLOCK_T - 1, -1, -1):
             sel = tcol == j
-            if SCRATCH:
-                dt = tl.load(scr_row + j)[:, None]
-                dtu = tl.load(scr_row + BLOCK_D * TW + j)[:, None]
-                dy = tl.load(scr_row + 2 * BLOCK_D * TW + j)[:, None]
-            else:
-                dt = tl.sum(tl.where(sel, DT, -0.0), 1)[:, None]
-                dtu = tl.sum(tl.where(sel, DTU, -0.0), 1)[:, None]
-                dy = tl.sum(tl.where(sel, DY, -0.0), 1)[:, None]
+            dt = _step_column(DT, sel, scr_row + j, SCRATCH)
+            dtu = _step_column(DTU, sel, scr_row + BLOCK_D * TW + j, SCRATCH)
+            dy = _step_column(DY, sel, scr_row + 2 * BLOCK_D * TW + j, SCRATCH)
             x = tl.sum(tl.where(t3 == j, X3, -0.0), 1)
             a = tl.sum(tl.where(t3 == j, A3, -0.0), 1)
             if VAR_B:

@@ -213,14 +213,15 @@ def test_kernel_writes_every_output():
 def test_default_launch_config_on_the_h200(monkeypatch):
     """Segments only where the grid would leave the GPU idle."""
     monkeypatch.setattr(duality.runtime, "INTERPRET", False)
-    big = duality._launch_config(8, 80, 64, 128, 4096, torch.bfloat16, sms=132)
+    monkeypatch.setattr(duality.runtime, "sm_count", lambda device: {"h200": 132, "small": 16}[device])
+    big = duality._launch_config(8, 80, 64, 128, 4096, torch.bfloat16, "h200")
     assert big["segments"] == 1 and (big["block_t"], big["block_p"], big["num_warps"]) == (32, 64, 4)
-    small = duality._launch_config(1, 32, 64, 64, 16384, torch.bfloat16, sms=132)
+    small = duality._launch_config(1, 32, 64, 64, 16384, torch.bfloat16, "h200")
     assert small["segments"] * 32 * 64 // small["block_p"] >= 2 * 132
     assert small["bwd_segments"] * 32 * 64 // small["bwd_block_p"] >= 2 * 132
     assert big["bwd_segments"] == 1
     # a GPU with fewer multiprocessors needs fewer segments to fill it
-    assert duality._launch_config(1, 32, 64, 64, 16384, torch.bfloat16, sms=16)["segments"] < small["segments"]
+    assert duality._launch_config(1, 32, 64, 64, 16384, torch.bfloat16, "small")["segments"] < small["segments"]
     # the H200 sweep's fastest accurate configurations (book/results/ssd_sweep.json)
     assert (small["block_t"], small["block_p"], small["num_warps"], small["num_stages"], small["segments"]) \
         == (32, 64, 4, 2, 16)
@@ -232,6 +233,7 @@ def test_default_launch_config_on_the_h200(monkeypatch):
 def test_too_many_steps_per_warp_is_refused(monkeypatch):
     """block_t 64 on 4 warps computed wrong answers on the H200: refused before any launch."""
     monkeypatch.setattr(duality.runtime, "INTERPRET", False)
+    monkeypatch.setattr(duality.runtime, "sm_count", lambda device: 132)     # as on the H200
     with pytest.raises(ValueError, match="block_t=64 with num_warps=4"):
         call(ssd, _good(), 16, block_t=64, num_warps=4)
     grad = {k: (v.requires_grad_(True) if k == "x" else v) for k, v in _good().items()}
