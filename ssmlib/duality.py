@@ -684,8 +684,12 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
 
     16-bit inputs: the fastest accurate configurations of the H200 sweep
     (``python -m ssmlib.bench.duality --sweep-only``, ``book/results/ssd_sweep.json``):
-    block_t 32, block_p 64, 4 warps, 2 stages at N = 128 (batch 8, L 4K, H 80) and
-    at N = 64 (batch 1, L 16K, H 32, with 16 segments); backward block_t 32,
+    block_t 32, block_p 64, 4 warps at N = 128 (batch 8, L 4K, H 80) and
+    at N = 64 (batch 1, L 16K, H 32, with 16 segments), with each block's dt
+    loaded a block ahead (``prefetch``) and three pipeline stages: on the H200
+    these took the forward from 1.19 to 0.98 ms and from 0.24 to 0.19 ms at
+    those shapes, and were faster at every shape timed
+    (``book/results/logs/defaults_grid_session5.json``); backward block_t 32,
     P-blocks of 64, 8 warps, and per-head dB, dC buffers when the sequence is
     split into segments (atomics otherwise). N = 256 and float32
     (3×TF32, T = 32) are first choices from the sm_90a compile-only check
@@ -700,8 +704,8 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
     BN = max(16, runtime.next_pow2(N))
     warps, stages = 8, 1
     if dtype in (torch.float16, torch.bfloat16):
-        if BN <= 128:    # two stages: the next block's x, dt, B, C arrive by cp.async meanwhile
-            block_t, block_p, warps, stages = 32, 64, 4, 2
+        if BN <= 128:    # the next blocks' x, B, C arrive by cp.async meanwhile, dt by the prefetch
+            block_t, block_p, warps, stages = 32, 64, 4, 3
         else:
             block_t, block_p = 64, 16
     elif dtype == torch.float32:       # 3xTF32 products: each operand split in two, smaller tiles
@@ -710,7 +714,7 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
         block_t, block_p = 16, 16
     block_p = min(block_p, max(16, runtime.next_pow2(P)))
     cfg = dict(block_t=block_t, block_p=block_p, num_warps=warps, num_stages=stages, segments=1, maxnreg=None,
-               bwd_bc="atomic")
+               bwd_bc="atomic", prefetch=dtype in (torch.float16, torch.bfloat16) and BN <= 128)
     # The backward (and the forward that saves its states) walks blocks of bwd_block_t steps.
     # Larger P-blocks mean fewer float32 atomics on dB, dC and dt (one per P-block and head).
     if dtype in (torch.float16, torch.bfloat16):
@@ -962,8 +966,8 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
             launch configuration (benchmarks and tests; see ``_launch_config``;
             maxnreg caps the registers per thread on the GPU).
         prefetch: the forward loads each block's dt one block ahead (Triton's pipeliner
-            leaves that load synchronous; x, B, C it copies ahead itself). Off by default
-            until the H200 sweep has timed it.
+            leaves that load synchronous; x, B, C it copies ahead itself). On by default
+            for 16-bit inputs with N ≤ 128, where the H200 timed it (``_launch_config``).
         backward: ``"triton"`` (the fused backward kernel) or ``"reference"``
             (recomputation through :func:`ssd_chunked_ref` under autograd).
         bwd_block_p, bwd_num_warps, bwd_segments: the backward kernel's launch configuration.

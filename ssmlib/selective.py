@@ -117,8 +117,11 @@ and spills every step, 8× the loop's instructions; ``tl.gather``, 2×).
 stored to a per-program scratch (two slots, one barrier a chunk) and each step
 loads its column, one value per lane: 12.2 instructions an element with B
 and C loaded per step (64 registers), 13.4 with them per chunk (239), but
-with them a chunk ahead ptxas spills (compile-only). Off until the H200 has
-timed it.
+with them a chunk ahead ptxas spills (compile-only). Off: on the H200 it
+was slower than the default in every form timed (bf16 at batch 8, dim 1536,
+L 2K: 0.42 ms against 0.34; ``book/results/logs/selective_scratch.json``),
+fewer instructions notwithstanding: each step's load from the scratch sits on
+the recurrence's chain, where the butterfly's shuffles did not wait on memory.
 
 The fused backward walks the chunks in reverse. For each chunk and state n it
 *recomputes* the states from the checkpoint (a forward scan), then scans for
@@ -176,7 +179,12 @@ share the state tile's layout (conversions through shared memory per step).
 steps through a per-program scratch (a load a step per lane) and sums the dB, dC
 terms over the channels there (each lane adds its own column of the stored
 tile): 35.8 instructions an element against 48.8, 48 shuffles a chunk against
-288, no spills (compile-only); off until the H200 has timed it.
+288, no spills (compile-only); off, since on the H200 it was slower (fwd+bwd
+2.17 ms against 2.07 at batch 8, dim 1536, L 2K, bf16; slower still with a
+register cap). What did pay there is a cap on the default's registers: 255
+a thread uncapped, so 8 one-warp programs an SM; at 168 (a few spills) 12,
+and fwd+bwd fell to 1.84 ms. ``_bwd_serial_maxnreg`` caps it where programs
+outnumber the SMs several times over (at batch 1 the cap was slower).
 
 Arithmetic is float32 (float64 for float64 inputs, so the tests can
 ``gradcheck`` the kernels); the state is never rounded to the input dtype.
@@ -1288,6 +1296,19 @@ def _bwd_serial_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, in
     return 8, 8, 1             # the H200 sweep's best: 8 channels on one warp
 
 
+def _bwd_serial_maxnreg(programs: int, device) -> int | None:
+    """Register cap of the serial backward's one-warp programs. Uncapped they take 255
+    registers, so 8 fit in an SM; capped at 168, 12 (some spills). On the H200 the cap made
+    fwd+bwd faster where there are many programs an SM (batch 8, dim 1536: 11.6 an SM, bf16
+    2.07 → 1.84 ms, fp32 2.13 → 1.79; batch 4, dim 2048: 7.8 an SM, 1.21 → 1.09) and slower
+    where there is about one (batch 1, dim 1024: 5.80 → 6.94 ms), where the spills cost and no
+    program waits for room (``book/results/logs/defaults_grid_session5.json``). 160 and 176
+    were slower than 168 at all three."""
+    if runtime.INTERPRET:
+        return None
+    return 168 if programs >= 4 * runtime.sm_count(device) else None
+
+
 def _check_pow2(name, v):
     if v is not None and (not isinstance(v, int) or v < 1 or v & (v - 1)):
         raise ValueError(f"{name} must be a power of two, got {v}")
@@ -1553,6 +1574,7 @@ def _backward_serial(saved, softplus, dout, dlast, config):
         sC = (Ct.shape[1] * L * N if Ct.dim() == 4 else L * N, L * N) if var_C else (0, 0)
         dl = dlast.to(acc).contiguous() if dlast is not None else None
         tw = max(bt, BN)
+        maxnreg = config.get("bwd_maxnreg") or _bwd_serial_maxnreg(batch * G * n_dblocks, u.device)
         per_program = 3 * bd * tw + 2 * bd * bt * BN            # the kernel's SCRATCH layout
         scratch = (torch.empty(batch * G * n_dblocks * per_program, dtype=acc, device=u.device)
                    if config.get("bwd_scratch") else dA)
@@ -1566,8 +1588,7 @@ def _backward_serial(saved, softplus, dout, dlast, config):
             VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), HAS_DLAST=dl is not None,
             EVEN_L=L % bt == 0, EVEN_N=BN == N, BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN, TW=tw,
-            SCRATCH=bool(config.get("bwd_scratch")), num_warps=nw,
-            **({"maxnreg": config["bwd_maxnreg"]} if config.get("bwd_maxnreg") else {}))
+            SCRATCH=bool(config.get("bwd_scratch")), num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}))
     else:
         du.zero_(), ddelta.zero_(), dA.zero_(), dBp.zero_(), dCp.zero_()
         for t in (dz, dD, dbias):
@@ -1689,12 +1710,13 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             C loaded per chunk, 2: a chunk ahead, the default on the GPU, 0 in the
             interpreter; 3: B a chunk ahead, C with its chunk), ``scratch`` (bool:
             each chunk's Δ and Δ·u reach the steps through a per-program scratch
-            and one barrier instead of lane butterflies; off until timed) and
-            ``maxnreg`` (a cap on registers per
+            and one barrier instead of lane butterflies; off: slower on the H200)
+            and ``maxnreg`` (a cap on registers per
             thread, so that more programs fit in an SM), as the "serial" backward
-            takes ``bwd_maxnreg`` (and ``bwd_scratch``, bool: its Δ, Δ·u, dy
-            columns and its channel sums of dB, dC through a scratch; off until
-            timed).
+            takes ``bwd_maxnreg`` (default: ``_bwd_serial_maxnreg``; 255 lifts the
+            cap) and ``bwd_scratch`` (bool: its Δ, Δ·u, dy columns and its channel
+            sums of dB, dC through a scratch; off: slower on the H200).
+            ``book/results/logs/selective_scratch.json`` has those timings.
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on

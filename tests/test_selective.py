@@ -694,6 +694,25 @@ def test_gpu_serial_backward(kind, G, L, N, dtype):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gpu_serial_backward_capped_registers(dtype):
+    """Enough channel blocks (4·2·66 = 528 = 4·132) for the default register cap of the serial
+    backward: the same gradients as uncapped (bwd_maxnreg=255) and as the float64 reference."""
+    from ssmlib import runtime, selective as S
+    t = make(4, 1050, 301, 16, "grouped", 2, dtype=dtype)
+    if dtype != torch.float32:
+        t["A"], t["D"], t["delta_bias"] = t["A"].float(), t["D"].float(), t["delta_bias"].float()
+    assert S._bwd_serial_maxnreg(4 * 2 * runtime.cdiv(1050 // 2, 8), t["u"].device) == 168
+    got = grads(selective_scan, t, wdtype=dtype)
+    uncapped = grads(lambda *a, **k: selective_scan(*a, **k, config=dict(bwd_maxnreg=255)), t, wdtype=dtype)
+    want = grads(selective_scan_ref, as64(t), wdtype=dtype)
+    tol = dict(u=(1.2e-3, 4e-3), delta=(3e-3, 2e-2)) if dtype == torch.float32 else {}
+    for k in want:
+        assert_close(got[k], want[k], *tol.get(k, (1e-3, 1e-3) if dtype == torch.float32 else (3e-2, 3e-2)), k)
+        assert_close(got[k], uncapped[k], 1e-5, 1e-5, k)
+
+
+@pytest.mark.gpu
 def test_gpu_long_sequence_stays_finite_and_matches():
     """L = 1,000,000: the fused scan against the unfused log-depth scan in float64."""
     batch, dim, L, N = 1, 4, 1_000_000, 4
@@ -749,6 +768,19 @@ def test_pipelined_chunk_defaults(monkeypatch):
     assert S._pipe_tiles(64, False, 8) == (8, None)
     monkeypatch.setattr(runtime, "INTERPRET", True)
     assert S._pipe_tiles(16, False, 8) == (8, None)
+
+
+def test_serial_backward_register_cap(monkeypatch):
+    """On the GPU the serial backward caps its registers at 168 where its one-warp programs are at
+    least 4 an SM (it measured faster there), none where they are fewer, none in the interpreter."""
+    from ssmlib import runtime, selective as S
+    monkeypatch.setattr(runtime, "INTERPRET", False)
+    monkeypatch.setattr(runtime, "sm_count", lambda device: 132)
+    assert S._bwd_serial_maxnreg(8 * 1536 // 8, "cuda") == 168
+    assert S._bwd_serial_maxnreg(4 * 2048 // 8, "cuda") == 168
+    assert S._bwd_serial_maxnreg(1024 // 8, "cuda") is None
+    monkeypatch.setattr(runtime, "INTERPRET", True)
+    assert S._bwd_serial_maxnreg(8 * 1536 // 8, "cuda") is None
 
 
 def test_bench_dry_run(monkeypatch):
