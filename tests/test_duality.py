@@ -674,3 +674,6 @@ def test_kernels_compile_for_sm90():
     errors = [r for r in recs if "error" in r]
     assert not errors, errors
     assert all(r["registers"] for r in recs)
+    # the SASS of each block loop: its products on the tensor cores, and its barriers counted
+    blocks = [r for r in recs if r["kernel"] in ("fwd", "bwd")]
+    assert blocks and all(r["loop_mma"] > 0 and r["loop_bar"] > 0 and r["loop_sass"] > r["loop_mma"] for r in blocks)

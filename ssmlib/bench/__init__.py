@@ -116,6 +116,45 @@ def load(name: str, directory: Path = RESULTS) -> dict:
 
 
 
+def sass_loop_stats(cubin: bytes) -> dict:
+    """Instruction counts of the innermost-heavy loop of a cubin's SASS: the longest span between a
+    label and a backward branch to it (the chunk loop); MUFU.EX2 and BAR counted in it and in total."""
+    nvdisasm = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
+    with tempfile.NamedTemporaryFile("wb", suffix=".cubin", delete=False) as f:
+        f.write(cubin)
+    try:
+        sass = subprocess.run([str(nvdisasm), "-c", f.name], capture_output=True, text=True).stdout
+    finally:
+        os.unlink(f.name)
+    lines = sass.splitlines()
+    insts, labels = [], {}
+    for ln in lines:
+        m = re.match(r"\s*(\.L_x_\d+):", ln)
+        if m:
+            labels[m.group(1)] = len(insts)
+            continue
+        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(.*?);", ln)
+        if m:
+            insts.append(m.group(1))
+    best = (0, 0)
+    for i, ins in enumerate(insts):
+        m = re.search(r"\bBRA\b.*?(\.L_x_\d+)", ins)
+        if m and m.group(1) in labels and labels[m.group(1)] <= i:
+            if i + 1 - labels[m.group(1)] > best[1] - best[0]:
+                best = (labels[m.group(1)], i + 1)
+    loop = insts[best[0]:best[1]]
+    real = [x for x in loop if not x.startswith("NOP")]
+
+    def count(seq, pat):
+        return sum(1 for x in seq if re.search(pat, x))
+    return {"sass_total": len([x for x in insts if not x.startswith("NOP")]), "loop_sass": len(real),
+            "loop_ex2": count(real, r"MUFU\.EX2"), "loop_bar": count(real, r"\bBAR\b"),
+            "loop_shfl": count(real, r"\bSHFL\b"), "loop_ldg": count(real, r"\bLDG\b"),
+            "loop_lds_sts": count(real, r"\b(LDS|STS)\b"), "loop_stg": count(real, r"\bSTG\b"),
+            "loop_mma": count(real, r"\b(HMMA|HGMMA)\b"),
+            "bar_total": count(insts, r"\bBAR\b")}
+
+
 def compile_sm90(kernel, signature: dict, constexprs: dict, divisible=(), num_warps: int = 4,
                  num_stages: int | None = None, maxnreg: int | None = None):
     """Compile a ``@triton.jit`` kernel for an H100/H200 (sm_90a) without a GPU, and read ptxas.

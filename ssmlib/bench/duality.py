@@ -53,8 +53,8 @@ machine, so carry these onto it):
   needs ``ssd_*.py``, ``layernorm_gated.py``, ``k_activations.py``,
   ``softplus.py``, ``utils/torch.py``, ``utils/determinism.py``).
 
-Compile-only check, no GPU needed (registers, spills, wgmma/mma count of the
-sm_90a code for the default launch configurations)::
+Compile-only check, no GPU needed (registers, spills, wgmma/mma count and the block loop's SASS
+counts, barriers included, of the sm_90a code for the default launch configurations)::
 
     python -m ssmlib.bench.duality --compile-only
 
@@ -97,7 +97,8 @@ import torch.nn.functional as F
 
 from .. import runtime
 from ..duality import ssd, ssd_step
-from . import ceilings, compile_sm90, environment, in_compiler_subprocess, median_ms, rel_err, roofline_ms
+from . import (ceilings, compile_sm90, environment, in_compiler_subprocess, median_ms, rel_err, roofline_ms,
+               sass_loop_stats)
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -514,7 +515,7 @@ def _compile_one(rec, kernel, sig, constexprs, divisible, num_warps, num_stages)
         return {**rec, "error": repr(e)[:500]}
     ptx = c.asm["ptx"]
     return {**rec, **stats, "wgmma": ptx.count("wgmma.mma_async"),
-            "mma_sync": len(re.findall(r"\bmma\.sync", ptx))}
+            "mma_sync": len(re.findall(r"\bmma\.sync", ptx)), **sass_loop_stats(c.asm["cubin"])}
 
 
 def _compile_worker(configs, bwd_configs=None) -> list[dict]:
@@ -569,7 +570,10 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
 
 
 def compile_report(configs=COMPILE_CONFIGS, bwd_configs=BWD_COMPILE_CONFIGS) -> list[dict]:
-    """Compile the kernels for sm_90a in a subprocess (TRITON_INTERPRET=0) and report ptxas's numbers."""
+    """Compile the kernels for sm_90a in a subprocess (TRITON_INTERPRET=0) and report ptxas's numbers
+    (registers, spills, shared memory), the PTX's wgmma / mma.sync counts and the SASS of the block
+    loop (:func:`ssmlib.bench.sass_loop_stats`: instructions, barriers, shared-memory and tensor-core
+    instructions a block)."""
     return in_compiler_subprocess("ssmlib.bench.duality:_compile_worker", configs, bwd_configs)
 
 

@@ -47,7 +47,7 @@ import triton
 import triton.language as tl
 
 from ..selective import (selective_scan, selective_scan_ref, selective_scan_unfused, selective_state_update)
-from . import compile_sm90, environment, host_ms, in_compiler_subprocess, median_ms, rel_err
+from . import compile_sm90, environment, host_ms, in_compiler_subprocess, median_ms, rel_err, sass_loop_stats
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -453,49 +453,6 @@ COMPILE_CONFIGS = [("serial", "bf16", 32, 16, 4, 16), ("serial", "fp32", 32, 16,
                    ("pipelined+bc_tile2@168", "bf16", 32, 16, 4, 16)]       # "@R": registers capped at R
 
 
-def _sass_loop_stats(cubin: bytes) -> dict:
-    """Instruction counts of the innermost-heavy loop of a cubin's SASS: the longest span between a
-    label and a backward branch to it (the chunk loop); MUFU.EX2 and BAR counted in it and in total."""
-    import os
-    import re
-    import subprocess
-    import tempfile
-    from pathlib import Path
-    nvdisasm = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
-    with tempfile.NamedTemporaryFile("wb", suffix=".cubin", delete=False) as f:
-        f.write(cubin)
-    try:
-        sass = subprocess.run([str(nvdisasm), "-c", f.name], capture_output=True, text=True).stdout
-    finally:
-        os.unlink(f.name)
-    lines = sass.splitlines()
-    insts, labels = [], {}
-    for ln in lines:
-        m = re.match(r"\s*(\.L_x_\d+):", ln)
-        if m:
-            labels[m.group(1)] = len(insts)
-            continue
-        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(.*?);", ln)
-        if m:
-            insts.append(m.group(1))
-    best = (0, 0)
-    for i, ins in enumerate(insts):
-        m = re.search(r"\bBRA\b.*?(\.L_x_\d+)", ins)
-        if m and m.group(1) in labels and labels[m.group(1)] <= i:
-            if i + 1 - labels[m.group(1)] > best[1] - best[0]:
-                best = (labels[m.group(1)], i + 1)
-    loop = insts[best[0]:best[1]]
-    real = [x for x in loop if not x.startswith("NOP")]
-
-    def count(seq, pat):
-        return sum(1 for x in seq if re.search(pat, x))
-    return {"sass_total": len([x for x in insts if not x.startswith("NOP")]), "loop_sass": len(real),
-            "loop_ex2": count(real, r"MUFU\.EX2"), "loop_bar": count(real, r"\bBAR\b"),
-            "loop_shfl": count(real, r"\bSHFL\b"), "loop_ldg": count(real, r"\bLDG\b"),
-            "loop_lds_sts": count(real, r"\b(LDS|STS)\b"), "loop_stg": count(real, r"\bSTG\b"),
-            "bar_total": count(insts, r"\bBAR\b")}
-
-
 #: Integer arguments that are multiples of 16 at the headline shape (batch 8, dim 1536, L 2048, N 16).
 DIVISIBLE_INTS = ("dim", "L", "N", "dpg", "n_dblocks", "n_ckpt", "seg_len", "sB_b", "sB_g", "sC_b", "sC_g")
 
@@ -509,7 +466,7 @@ def _compile_one(kernel, sig, constexprs, num_warps, maxnreg=None):
                                                                  if sig.get(n) == "i32" and n not in skip]
     c, stats = compile_sm90(kernel, sig, constexprs, div, num_warps, maxnreg=maxnreg)
     return {**stats, "convert_layouts": c.asm["ttgir"].count("ttg.convert_layout"),
-            **_sass_loop_stats(c.asm["cubin"])}
+            **sass_loop_stats(c.asm["cubin"])}
 
 
 def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
