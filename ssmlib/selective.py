@@ -113,15 +113,15 @@ instructions per clock per scheduler with 10 resident warps per SM. Handing
 those 22; Triton 3.6 offers no way to ask for it (compile-only: a 3D
 broadcast of the Δ tile made it pick layouts with shared-memory round trips
 and spills every step, 8× the loop's instructions; ``tl.gather``, 2×).
-``config={"scratch": True}`` goes around it: each chunk's Δ and Δ·u tiles are
-stored to a per-program scratch (two slots, one barrier a chunk) and each step
-loads its column, one value per lane: 12.2 instructions an element with B
-and C loaded per step (64 registers), 13.4 with them per chunk (239), but
-with them a chunk ahead ptxas spills (compile-only). Off: on the H200 it
-was slower than the default in every form timed (bf16 at batch 8, dim 1536,
-L 2K: 0.42 ms against 0.34; ``book/results/logs/selective_scratch.json``),
+A variant went around it: each chunk's Δ and Δ·u tiles stored to a
+per-program scratch (two slots, one barrier a chunk), each step loading its
+column, one value per lane: 12.2 instructions an element with B and C loaded
+per step (64 registers), 13.4 with them per chunk (239; compile-only). On the
+H200 it was slower than the default in every form timed (bf16 at batch 8,
+dim 1536, L 2K: 0.42 ms against 0.34; ``book/results/logs/selective_scratch.json``),
 fewer instructions notwithstanding: each step's load from the scratch sits on
 the recurrence's chain, where the butterfly's shuffles did not wait on memory.
+It was removed (git log: "selective: remove the scratch variants").
 
 The fused backward walks the chunks in reverse. For each chunk and state n it
 *recomputes* the states from the checkpoint (a forward scan), then scans for
@@ -175,13 +175,13 @@ every 8 steps (N/8 floats per (b, d, t): 8 bytes at N = 16, written by the
 forward and read back), the partials (``dim / block_d`` float32 copies of dB
 and dC), and at N < 16 the chunk tiles (``max(block_t, N)`` wide) no longer
 share the state tile's layout (conversions through shared memory per step).
-``config={"bwd_scratch": True}`` hands the chunk's Δ, Δ·u and dy columns to the
-steps through a per-program scratch (a load a step per lane) and sums the dB, dC
-terms over the channels there (each lane adds its own column of the stored
-tile): 35.8 instructions an element against 48.8, 48 shuffles a chunk against
-288, no spills (compile-only); off, since on the H200 it was slower (fwd+bwd
-2.17 ms against 2.07 at batch 8, dim 1536, L 2K, bf16; slower still with a
-register cap). What did pay there is a cap on the default's registers: 255
+A variant handed the chunk's Δ, Δ·u and dy columns to the steps through a
+per-program scratch (a load a step per lane) and summed the dB, dC terms over
+the channels there (each lane adding its own column of the stored tile): 35.8
+instructions an element against 48.8, 48 shuffles a chunk against 288, no
+spills (compile-only), yet slower on the H200 (fwd+bwd 2.17 ms against 2.07 at
+batch 8, dim 1536, L 2K, bf16; slower still with a register cap), and removed
+with the forward's. What did pay there is a cap on the default's registers: 255
 a thread uncapped, so 8 one-warp programs an SM; at 168 (a few spills) 12,
 and fwd+bwd fell to 1.84 ms. ``_bwd_serial_maxnreg`` caps it where programs
 outnumber the SMs several times over (at batch 1 the cap was slower).
@@ -204,8 +204,8 @@ MAX_N = 256
 INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 #: Keys of :func:`selective_scan`'s ``config``.
-CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "scratch", "maxnreg", "bwd_block_d",
-               "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg", "bwd_scratch")
+CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg", "bwd_block_d",
+               "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg")
 #: Forward kernels selectable with ``config={"variant": ...}``.
 FWD_VARIANTS = ("serial", "scan", "pipelined")
 #: Backward kernels selectable with ``config={"bwd_variant": ...}`` ("scan" is the default).
@@ -525,24 +525,21 @@ def _load_bc3(base, k, t1, NS, N, t3, n3, ON: tl.constexpr, EVEN: tl.constexpr, 
 
 
 @triton.jit
-def _step_column(T, sel, col_ptr, SCRATCH: tl.constexpr):
+def _step_column(T, sel):
     """Step j's column of a (BLOCK_D, width) chunk tile as a (BLOCK_D, 1) column for every lane of a
-    channel: from the tile's scratch copy (``col_ptr``: its column j) with SCRATCH, else selected
-    (``sel``: the column mask) and summed across the lanes (-0.0 so that the other registers' adds fold away)."""
-    if SCRATCH:
-        return tl.load(col_ptr)[:, None]
-    else:
-        return tl.sum(tl.where(sel, T, -0.0), 1)[:, None]
+    channel: selected (``sel``: the column mask) and summed across the lanes (-0.0 so that the other
+    registers' adds fold away)."""
+    return tl.sum(tl.where(sel, T, -0.0), 1)[:, None]
 
 
 @triton.jit
 def _selective_scan_fwd_pipe_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, states_ptr, seg_ptr,
-        scratch_ptr, dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, sB_b, sB_g, sC_b, sC_g,
+        dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, sB_b, sB_g, sC_b, sC_g,
         VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, STORE_LAST: tl.constexpr,
         STORE_STATES: tl.constexpr, CKPT: tl.constexpr, EVEN_L: tl.constexpr, EVEN_N: tl.constexpr,
-        STATES_ONLY: tl.constexpr, HAS_H0: tl.constexpr, BC_TILE: tl.constexpr, SCRATCH: tl.constexpr,
+        STATES_ONLY: tl.constexpr, HAS_H0: tl.constexpr, BC_TILE: tl.constexpr,
         BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
     # The "pipelined" variant: the serial recurrence of _selective_scan_fwd_serial_kernel with
     # (1) no scratch and no barrier: Δ and Δ·u of the chunk stay in registers, in a tile laid
@@ -608,13 +605,6 @@ def _selective_scan_fwd_pipe_kernel(
         X = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     if STATES_ONLY:
         dtsum = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
-    # SCRATCH: Δ and Δ·u of a chunk go through this program's scratch, two slots of (Δ, Δ·u)
-    # tiles, so that each step's column reaches a channel's lanes as one load (not a select and a
-    # butterfly); one barrier per chunk (a slot is rewritten two chunks later, after the next
-    # chunk's barrier). Without SCRATCH these addresses are computed but never used.
-    scr = scratch_ptr + (seg * tl.num_programs(0) + pid).to(tl.int64) * (4 * BLOCK_D * BLOCK_T)
-    scr_tile = scr + (tl.arange(0, BLOCK_D) * BLOCK_T)[:, None] + tcol
-    scr_row = scr + tl.arange(0, BLOCK_D) * BLOCK_T
     if STORE_STATES:     # the channels' checkpoint rows (batch, dim, n_ckpt, N), loop-invariant
         ckpt_row = states_ptr + rows[:, None] * (n_ckpt * N) + ncol
     # the first two chunks' inputs; chunk c + 2's are loaded while chunk c computes (two ahead:
@@ -679,15 +669,10 @@ def _selective_scan_fwd_pipe_kernel(
             dtsum += DT
         else:
             Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
-        slot = ((k - t0) // BLOCK_T) % 2 * (2 * BLOCK_D * BLOCK_T)
-        if SCRATCH:
-            tl.store(scr_tile + slot, DT)
-            tl.store(scr_tile + slot + BLOCK_D * BLOCK_T, DTU)
-            tl.debug_barrier()
         for j in tl.static_range(BLOCK_T):
             sel = tcol == j
-            dt = _step_column(DT, sel, scr_row + slot + j, SCRATCH)
-            dtu = _step_column(DTU, sel, scr_row + slot + BLOCK_D * BLOCK_T + j, SCRATCH)
+            dt = _step_column(DT, sel)
+            dtu = _step_column(DTU, sel)
             if VAR_B:
                 if BC_TILE > 0:
                     Bt = tl.sum(tl.where(t3 == j, B3, -0.0), 1)
@@ -949,12 +934,12 @@ def _selective_scan_bwd_kernel(
 @triton.jit
 def _selective_scan_bwd_serial_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, dlast_ptr,
-        du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, scratch_ptr,
+        du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
         dim, L, N, dpg, n_dblocks, n_chunks, sB_b, sB_g, sC_b, sC_g,
         VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, EVEN_L: tl.constexpr,
         EVEN_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
-        TW: tl.constexpr, SCRATCH: tl.constexpr):
+        TW: tl.constexpr):
     # The "serial" backward (config bwd_variant="serial"): a (BLOCK_D, BLOCK_N) tile, the chunks
     # from last to first; per chunk (BLOCK_T steps, the checkpoint interval)
     # (1) the states recomputed forward from the chunk's checkpoint, one exp per element; x_t and
@@ -968,10 +953,6 @@ def _selective_scan_bwd_serial_kernel(
     #     step's dB (λ_t Δ_t u_t) and dC (x_t dy_t) terms, summed over the program's channels once
     #     per chunk and written as float32 partials per (program, t, n) (the host adds the channel
     #     blocks: deterministic, no atomics). Fixed B, C accumulate per (d, n) in registers.
-    # SCRATCH (config bwd_scratch): the chunk's Δ, Δ·u, dy columns reach the steps through a
-    # per-program scratch (one load a step per lane, not a select and a butterfly), and the
-    # channel sums of the dB, dC terms are taken there too (each lane adds BLOCK_D values of its
-    # own, not a butterfly per value); two barriers a chunk.
     pid = tl.program_id(0)
     blk = pid % n_dblocks
     bg = pid // n_dblocks
@@ -1033,19 +1014,6 @@ def _selective_scan_bwd_serial_kernel(
     # and states) and a round trip through shared memory at every step.
     n3 = nvec[None, None, :]
     ZERO3 = tl.load(dA_ptr + zero_rows[:, :, None] + t3 * NS + n3, mask=(t3 + L < 0) & (n3 < N), other=0.0)
-    # SCRATCH, per program: the Δ, Δ·u, dy tiles (3 · BLOCK_D · TW), then the dB and dC terms of
-    # the chunk (2 · BLOCK_D · BLOCK_T · BLOCK_N); without it the addresses go unused
-    dsel = tl.arange(0, BLOCK_D)
-    TN: tl.constexpr = BLOCK_T * BLOCK_N
-    scr = scratch_ptr + pid.to(tl.int64) * (3 * BLOCK_D * TW + 2 * BLOCK_D * TN)
-    scr_tile = scr + (dsel * TW)[:, None] + tcol
-    scr_row = scr + dsel * TW
-    if SCRATCH:
-        scr3 = scr + 3 * BLOCK_D * TW + dsel[:, None, None] * TN + t3 * BLOCK_N + n3
-        tn = tl.arange(0, TN)
-        scr2 = scr + 3 * BLOCK_D * TW + dsel[:, None] * TN + tn[None, :]       # (channel, t·BLOCK_N + n)
-        tn_t = tn // BLOCK_N
-        tn_n = tn % BLOCK_N
     for i in range(n_chunks):
         k = (n_chunks - 1 - i) * BLOCK_T
         tt = k + t_in
@@ -1070,11 +1038,6 @@ def _selective_scan_bwd_serial_kernel(
             Y = tl.zeros([BLOCK_D, TW], dtype=acc)
         else:
             DY = DOUT
-        if SCRATCH:
-            tl.store(scr_tile, DT)
-            tl.store(scr_tile + BLOCK_D * TW, DTU)
-            tl.store(scr_tile + 2 * BLOCK_D * TW, DY)
-            tl.debug_barrier()
         # (1) the chunk's states from its checkpoint (the state before step k)
         X = tl.load(states_ptr + (rows[:, None] * n_chunks + (k // BLOCK_T - 1)) * N + ncol,
                     mask=nmask & (k > 0), other=0.0).to(acc)
@@ -1082,8 +1045,8 @@ def _selective_scan_bwd_serial_kernel(
         A3 = ZERO3
         for j in tl.static_range(BLOCK_T):
             sel = tcol == j
-            dt = _step_column(DT, sel, scr_row + j, SCRATCH)
-            dtu = _step_column(DTU, sel, scr_row + BLOCK_D * TW + j, SCRATCH)
+            dt = _step_column(DT, sel)
+            dtu = _step_column(DTU, sel)
             if VAR_B:
                 if EVEN_L and EVEN_N:
                     Bt = tl.load(B_row + (k + j) * NS).to(acc)
@@ -1109,9 +1072,9 @@ def _selective_scan_bwd_serial_kernel(
         S2 = tl.zeros([BLOCK_D, TW], dtype=acc)             # Σ_n A₂ λ_t (x_t − b_t)
         for j in tl.static_range(BLOCK_T - 1, -1, -1):
             sel = tcol == j
-            dt = _step_column(DT, sel, scr_row + j, SCRATCH)
-            dtu = _step_column(DTU, sel, scr_row + BLOCK_D * TW + j, SCRATCH)
-            dy = _step_column(DY, sel, scr_row + 2 * BLOCK_D * TW + j, SCRATCH)
+            dt = _step_column(DT, sel)
+            dtu = _step_column(DTU, sel)
+            dy = _step_column(DY, sel)
             x = tl.sum(tl.where(t3 == j, X3, -0.0), 1)
             a = tl.sum(tl.where(t3 == j, A3, -0.0), 1)
             if VAR_B:
@@ -1143,24 +1106,11 @@ def _selective_scan_bwd_serial_kernel(
             else:
                 dCf += x * dy
         # the chunk's dB_t, dC_t summed over the program's channels: partials per (program, t, n)
-        if SCRATCH:
-            if VAR_B:
-                tl.store(scr3, A3)
-            if VAR_C:
-                tl.store(scr3 + BLOCK_D * TN, X3)
-            tl.debug_barrier()
-            tmask_tn = (k + tn_t < L) & (tn_n < N)
-            if VAR_B:
-                tl.store(dB_ptr + part + (k + tn_t) * NS + tn_n, tl.sum(tl.load(scr2), 0), mask=tmask_tn)
-            if VAR_C:
-                tl.store(dC_ptr + part + (k + tn_t) * NS + tn_n, tl.sum(tl.load(scr2 + BLOCK_D * TN), 0),
-                         mask=tmask_tn)
-        else:
-            pmask = (k + p_t < L) & (p_n < N)
-            if VAR_B:
-                tl.store(dB_ptr + part + (k + p_t) * NS + p_n, tl.sum(A3, 0), mask=pmask)
-            if VAR_C:
-                tl.store(dC_ptr + part + (k + p_t) * NS + p_n, tl.sum(X3, 0), mask=pmask)
+        pmask = (k + p_t < L) & (p_n < N)
+        if VAR_B:
+            tl.store(dB_ptr + part + (k + p_t) * NS + p_n, tl.sum(A3, 0), mask=pmask)
+        if VAR_C:
+            tl.store(dC_ptr + part + (k + p_t) * NS + p_n, tl.sum(X3, 0), mask=pmask)
         dU = DT * S1
         dDT = U * S1 + 0.6931471805599453 * S2                     # (A = A₂ ln 2)
         if HAS_D:
@@ -1484,17 +1434,13 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                       BLOCK_N=runtime.next_pow2(N), num_warps=nw)
         # the H200 sweep's best: 2 (B and C a chunk ahead)
         common["BC_TILE"] = int(config.get("bc_tile", 0 if runtime.INTERPRET else 2) or 0)
-        # Δ, Δ·u handed to the steps through a scratch (two slots per program) instead of butterflies
-        common["SCRATCH"] = bool(config.get("scratch", False))
-        scratch = (torch.empty(programs * n_seg * 4 * bd * bt, dtype=acc, device=u.device)
-                   if common["SCRATCH"] else out)
         maxnreg = config.get("maxnreg", maxnreg)
         if maxnreg:
             common["maxnreg"] = maxnreg
         # unused pointers are placeholders of the same dtype as a real call's (u's for inputs)
         args = (u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
                 delta_bias if delta_bias is not None else u, out, last if last is not None else out,
-                states if states is not None else out, seg if seg is not None else out, scratch,
+                states if states is not None else out, seg if seg is not None else out,
                 dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, *sB, *sC)
         if n_seg > 1:
             # pass 1: each segment but the last from a zero state: its end state and Σ Δ
@@ -1575,20 +1521,17 @@ def _backward_serial(saved, softplus, dout, dlast, config):
         dl = dlast.to(acc).contiguous() if dlast is not None else None
         tw = max(bt, BN)
         maxnreg = config.get("bwd_maxnreg") or _bwd_serial_maxnreg(batch * G * n_dblocks, u.device)
-        per_program = 3 * bd * tw + 2 * bd * bt * BN            # the kernel's SCRATCH layout
-        scratch = (torch.empty(batch * G * n_dblocks * per_program, dtype=acc, device=u.device)
-                   if config.get("bwd_scratch") else dA)
         # unused pointers are placeholders of the dtype a real call gives them (u's for inputs)
         _selective_scan_bwd_serial_kernel[(batch * G * n_dblocks,)](
             u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
             delta_bias if delta_bias is not None else u, dout, states, dl if dl is not None else states,
             du, ddelta, dz if dz is not None else du, dA, dBp, dCp,
-            dD if dD is not None else dA, dbias if dbias is not None else dA, scratch,
+            dD if dD is not None else dA, dbias if dbias is not None else dA,
             dim, L, N, dpg, n_dblocks, n_chunks, *sB, *sC,
             VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), HAS_DLAST=dl is not None,
             EVEN_L=L % bt == 0, EVEN_N=BN == N, BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN, TW=tw,
-            SCRATCH=bool(config.get("bwd_scratch")), num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}))
+            num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}))
     else:
         du.zero_(), ddelta.zero_(), dA.zero_(), dBp.zero_(), dCp.zero_()
         for t in (dz, dD, dbias):
@@ -1708,15 +1651,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             docstring); for "pipelined" also ``seg_len`` (power of two: split L
             into segments of that length, three passes), ``bc_tile`` (0, 1: B and
             C loaded per chunk, 2: a chunk ahead, the default on the GPU, 0 in the
-            interpreter; 3: B a chunk ahead, C with its chunk), ``scratch`` (bool:
-            each chunk's Δ and Δ·u reach the steps through a per-program scratch
-            and one barrier instead of lane butterflies; off: slower on the H200)
-            and ``maxnreg`` (a cap on registers per
-            thread, so that more programs fit in an SM), as the "serial" backward
-            takes ``bwd_maxnreg`` (default: ``_bwd_serial_maxnreg``; 255 lifts the
-            cap) and ``bwd_scratch`` (bool: its Δ, Δ·u, dy columns and its channel
-            sums of dB, dC through a scratch; off: slower on the H200).
-            ``book/results/logs/selective_scratch.json`` has those timings.
+            interpreter; 3: B a chunk ahead, C with its chunk) and ``maxnreg`` (a
+            cap on registers per thread, so that more programs fit in an SM), as
+            the "serial" backward takes ``bwd_maxnreg`` (default:
+            ``_bwd_serial_maxnreg``; 255 lifts the cap).
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on
@@ -1731,15 +1669,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             if k not in CONFIG_KEYS:
                 raise ValueError(f"config has unknown key {k!r}")
         for k, v in config.items():
-            if k not in ("bwd_flip", "variant", "bc_tile", "scratch", "bwd_variant", "maxnreg", "bwd_maxnreg",
-                         "bwd_scratch"):
+            if k not in ("bwd_flip", "variant", "bc_tile", "bwd_variant", "maxnreg", "bwd_maxnreg"):
                 _check_pow2(k, v)
         for k in ("maxnreg", "bwd_maxnreg"):
             if k in config:
                 checks.positive_int(f"config {k}", config[k])
-        for k in ("scratch", "bwd_scratch"):
-            if not isinstance(config.get(k, False), bool):
-                raise TypeError(f"config {k} must be a bool, got {type(config[k]).__name__}")
         if config.get("bc_tile", 0) not in (0, 1, 2, 3):
             raise ValueError(f"config bc_tile must be 0/False, 1/True, 2 or 3, got {config['bc_tile']!r}")
         if config.get("variant", "scan") not in FWD_VARIANTS:

@@ -98,9 +98,8 @@ def test_forward_scan_variant_float64(kind, G, L):
     for L, N, cfg in [(7, 16, {}), (33, 4, dict(seg_len=8)), (1, 1, dict(seg_len=8))]]
     + [("var", 1, 40, 3, dict(seg_len=16, bc_tile=True)), ("fixed", 1, 40, 3, dict(seg_len=16, bc_tile=True)),
        ("grouped", 2, 21, 16, dict(seg_len=8, block_t=4, bc_tile=2)),
-       ("var", 1, 37, 16, dict(scratch=True)), ("grouped", 2, 40, 4, dict(seg_len=16, scratch=True, bc_tile=2)),
-       ("fixed", 1, 21, 3, dict(block_t=4, scratch=True)),
-       ("var", 1, 37, 16, dict(bc_tile=3)), ("grouped", 2, 40, 3, dict(seg_len=16, bc_tile=3, scratch=True))])
+       ("grouped", 2, 40, 4, dict(seg_len=16, bc_tile=2)),
+       ("var", 1, 37, 16, dict(bc_tile=3)), ("grouped", 2, 40, 3, dict(seg_len=16, bc_tile=3))])
 def test_forward_pipelined_variant_float64(kind, G, L, N, cfg):
     """The pipelined forward, in one pass and split into segments (three passes: segment end states
     from zero, their combination, the outputs from the entering states), B and C per step or per chunk."""
@@ -286,27 +285,12 @@ def test_backward_serial_option_subsets(opts, softplus, last):
                                  dict(bwd_block_t=4, bwd_block_d=2, bwd_maxnreg=168),
                                  # checkpoints every 2 steps inside the forward's 8-step chunks
                                  dict(bwd_block_t=2, bwd_block_d=2, variant="pipelined", block_t=8, bc_tile=2),
-                                 dict(variant="pipelined", block_t=8, scratch=True),
-                                 dict(bwd_block_t=4, bwd_block_d=4, bwd_scratch=True),
-                                 dict(bwd_block_t=2, bwd_block_d=8, bwd_num_warps=2, bwd_scratch=True)])
+                                 dict(bwd_block_t=2, bwd_block_d=8, bwd_num_warps=2)])
 def test_backward_serial_launch_configs(cfg):
     """Any chunk length (= checkpoint interval), channel blocks straddling a group's end, any forward."""
     t = make(2, 6, 21, 3, "grouped", 2)
     got = grads(lambda *a, **k: selective_scan(*a, **k, config=dict(SERIAL_BWD, **cfg)), t)
     want = grads(selective_scan_ref, t)
-    for k in want:
-        assert_close(got[k], want[k], 1e-10, 1e-10, k)
-
-
-@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
-@pytest.mark.parametrize("L,N", [(7, 1), (33, 3), (19, 16)])
-def test_backward_serial_scratch_float64(kind, G, L, N):
-    """bwd_scratch (Δ, Δ·u, dy and the channel sums of dB, dC through a scratch) gives the same
-    gradients, every option on, N not a power of two, a chunk past L."""
-    t = make(2, 6 * 3 if G == 2 else 7, L, N, kind, G, opts=OPTS)
-    cfg = dict(SERIAL_BWD, bwd_scratch=True, bwd_block_t=8, bwd_block_d=4)
-    got = grads(lambda *a, **k: selective_scan(*a, **k, config=cfg), t, True)
-    want = grads(selective_scan_ref, t, True)
     for k in want:
         assert_close(got[k], want[k], 1e-10, 1e-10, k)
 
@@ -465,10 +449,8 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bwd_block_t=64))
     with pytest.raises(ValueError, match="config bc_tile must be"):
         call(selective_scan, t, config=dict(bc_tile=4))
-    with pytest.raises(TypeError, match="config scratch must be a bool"):
-        call(selective_scan, t, config=dict(scratch=1))
-    with pytest.raises(TypeError, match="config bwd_scratch must be a bool"):
-        call(selective_scan, t, config=dict(bwd_scratch="yes"))
+    with pytest.raises(ValueError, match="unknown key 'scratch'"):       # a removed option
+        call(selective_scan, t, config=dict(scratch=True))
     with pytest.raises(ValueError, match="config maxnreg must be >= 1"):
         call(selective_scan, t, config=dict(maxnreg=0))
     with pytest.raises(ValueError, match="config bwd_maxnreg must be >= 1"):
@@ -495,22 +477,14 @@ def test_kernels_compile_for_sm90():
         assert r["loop_bar"] == 0 and r["loop_lds_sts"] == 0 and r["loop_ex2"] >= r["elems_per_thread_iter"], r
 
 
-def test_scratch_forward_compiles_for_sm90():
-    """config scratch: one barrier a chunk, no shared-memory conversions, no spills (B, C per step
-    and per chunk), and fewer shuffles than the butterflies it replaces (only the C contraction's)."""
+def test_bc_tile3_forward_compiles_for_sm90():
+    """bc_tile 3 (B a chunk ahead, C with its chunk): no spills, at most 168 registers (three 4-warp
+    programs an SM without a cap), no barrier in the chunk loop."""
     from ssmlib.bench.selective import compile_report
 
-    recs = compile_report([("pipelined+scratch", "bf16", 32, 16, 4, 16),
-                           ("pipelined+bc_tile+scratch", "bf16", 32, 16, 4, 16),
-                           ("pipelined+bc_tile", "bf16", 32, 16, 4, 16), ("pipelined+bc_tile3", "bf16", 32, 16, 4, 16)],
-                          kinds=("fwd",), state_update=False)
-    assert not [r for r in recs if "error" in r], recs
-    scr, scr_bc, plain, bc3 = recs
-    # bc_tile 3 (B a chunk ahead, C with its chunk): no spills, fewer than 168 registers
+    (bc3,) = compile_report([("pipelined+bc_tile3", "bf16", 32, 16, 4, 16)], kinds=("fwd",), state_update=False)
+    assert "error" not in bc3, bc3
     assert bc3["spill_store_bytes"] == 0 and bc3["registers"] <= 168 and bc3["loop_bar"] == 0, bc3
-    for r in (scr, scr_bc):
-        assert r["spill_store_bytes"] == 0 and r["loop_bar"] == 1 and r["loop_lds_sts"] == 0, r
-        assert r["loop_shfl"] < plain["loop_shfl"] and r["loop_sass"] < plain["loop_sass"], (r, plain)
 
 
 def test_register_cap_reaches_the_compiled_kernel():
@@ -541,18 +515,6 @@ def test_backward_serial_compiles_for_sm90():
         elems = r["elems_per_thread_iter"]
         assert elems <= r["loop_ex2"] <= elems + 16, r          # 1 per element (+ softplus per (d, t))
         assert r["loop_bar"] <= 12, r                           # the chunk-end reductions only
-
-
-def test_backward_serial_scratch_compiles_for_sm90():
-    """bwd_scratch on the default tile (8 channels on one warp): two barriers a chunk, no spills, no
-    shared memory, fewer shuffles and instructions than the butterflies it replaces."""
-    from ssmlib.bench.selective import compile_report
-
-    plain, scr = compile_report([("bwd_serial", "bf16", 8, 8, 1, 16), ("bwd_serial+scratch", "bf16", 8, 8, 1, 16)],
-                                state_update=False)
-    assert "error" not in plain and "error" not in scr, (plain, scr)
-    assert scr["spill_store_bytes"] == 0 and scr["loop_bar"] == 2 and scr["loop_lds_sts"] == 0, scr
-    assert scr["loop_shfl"] < plain["loop_shfl"] / 2 and scr["loop_sass"] < plain["loop_sass"], (plain, scr)
 
 
 def test_state_update_bad_input():

@@ -287,20 +287,15 @@ FWD_CONFIGS = ([("serial", bd, bt, nw) for bd, bt, nw in
                # programs take 1.45 waves; capped at 168 (56 bytes of spills, compile-only) three fit: one
                # wave (the inference default since session 4: 0.34 ms bf16, against 0.37 uncapped)
                + [("pipelined", 32, 16, 4, None, 2, reg) for reg in (168, 160)]
-               # Δ, Δ·u through a scratch instead of lane butterflies (compile-only, 16-step chunks: 12.2
-               # instructions an element with B, C per step (64 registers), 13.4 with B, C per chunk (239),
-               # against 16.7 for the default; with B, C a chunk ahead ptxas spills 460 bytes)
-               # (maxnreg 255: no cap; without the key inference takes the default's 168)
-               + [("pipelined", 32, 16, 4, None, bc, reg, True) for bc, reg in ((0, None), (1, 255), (1, 168),
-                                                                                 (2, 255), (3, 255))]
                # B a chunk ahead, C with its chunk (compile-only: 140 registers, no spills, 15.9 an element:
-               # three 4-warp programs an SM without a cap)
+               # three 4-warp programs an SM without a cap; maxnreg 255: no cap, without the key inference
+               # takes the default's 168)
                + [("pipelined", 32, 16, 4, None, 3, 255), ("pipelined", 32, 16, 4, None, 3, 168)])
 
 
 def fwd_config_dict(c) -> dict:
     """A :data:`FWD_CONFIGS` entry as :func:`ssmlib.selective_scan`'s ``config`` dict."""
-    keys = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg", "scratch")
+    keys = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg")
     return {k: v for k, v in zip(keys, c) if v is not None}
 #: (block_t, block_d, num_warps, flip) of the backward (block_t: its chunk, the forward's checkpoint interval).
 BWD_CONFIGS = ([(bt, bd, nw, False) for bt in (64, 128, 256) for bd in (1, 2, 4, 8) for nw in (2, 4)
@@ -316,11 +311,6 @@ BWD_CONFIGS = ([(bt, bd, nw, False) for bt in (64, 128, 256) for bd in (1, 2, 4,
 BWD_SERIAL_CONFIGS = [(8, 32, 4), (8, 16, 2), (8, 8, 1), (8, 64, 8), (8, 32, 8), (4, 32, 4), (4, 64, 4),
                       (4, 16, 2), (16, 32, 8), (8, 4, 1), (4, 8, 1), (16, 8, 1), (8, 8, 2),
                       (8, 8, 1, 168), (8, 32, 4, 168)]
-# bwd_scratch: Δ, Δ·u, dy and the channel sums of dB, dC through a scratch (compile-only, 8 channels on
-# one warp: 35.8 SASS an element against 48.8, 48 shuffles a chunk against 288, no spills)
-BWD_SERIAL_CONFIGS += [dict(bwd_variant="serial", bwd_block_t=bt, bwd_block_d=bd, bwd_num_warps=nw, bwd_scratch=True,
-                            **({"bwd_maxnreg": reg} if reg else {}))
-                       for bt, bd, nw, reg in ((8, 8, 1, None), (8, 32, 4, None), (8, 16, 2, None), (8, 8, 1, 168))]
 
 
 def bwd_config_dict(c) -> dict:
@@ -482,9 +472,9 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
             out.append(_compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg))
             continue
         BN = 1 << (N - 1).bit_length()
-        parts = variant.split("+")                           # "pipelined+bc_tile2+scratch"
+        parts = variant.split("+")                           # "pipelined+bc_tile2"
         tile = {"bc_tile": 1, "bc_tile2": 2, "bc_tile3": 3}
-        bc = dict(BC_TILE=max([tile[p] for p in parts if p in tile], default=0), SCRATCH="scratch" in parts)
+        bc = dict(BC_TILE=max([tile[p] for p in parts if p in tile], default=0))
         kernels = ([("fwd", {})] if variant == "serial" else
                  [("fwd", dict(STATES_ONLY=False, HAS_H0=False, **bc)),
                   ("fwd_split_pass1", dict(STATES_ONLY=True, HAS_H0=False, **bc)),
@@ -501,8 +491,8 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
                     sig["states_ptr"] = f"*{inp}"
                 if kname == "fwd":  # one segment: seg_ptr is a placeholder (out)
                     sig["seg_ptr"] = f"*{inp}"
-                if "scratch_ptr" in sig and not bc.get("SCRATCH"):   # a placeholder (out) without scratch
-                    sig["scratch_ptr"] = f"*{inp}"
+                if "scratch_ptr" in sig:     # the serial forward's own scratch: float32 (float64)
+                    sig["scratch_ptr"] = "*fp64" if dtype == "fp64" else "*fp32"
                 if dtype == "fp64":
                     sig = {n: "*fp64" for n in sig}
                 sig.update({p.name: "i32" for p in kernel.params
@@ -558,7 +548,7 @@ def _compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg=None) -> dict:
     cx = dict(VAR_B=True, VAR_C=True, HAS_D=opts, HAS_Z=opts, HAS_BIAS=opts, SOFTPLUS=opts, EVEN_L=True,
               BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN)
     if serial:
-        cx.update(HAS_DLAST=opts, EVEN_N=BN == N, TW=max(bt, BN), SCRATCH="+scratch" in variant)
+        cx.update(HAS_DLAST=opts, EVEN_N=BN == N, TW=max(bt, BN))
     else:
         cx.update(FLIP=False)
     rec = {"variant": variant, "kernel": "bwd", "dtype": dtype, "block_d": bd, "block_t": bt, "num_warps": nw,
@@ -583,7 +573,7 @@ COMPILE_BWD_CONFIGS = [("bwd_scan", "bf16", 4, 128, 4, 16), ("bwd_scan", "fp32",
                        ("bwd_serial-noopts", "bf16", 32, 8, 4, 16), ("bwd_serial", "bf16", 32, 16, 4, 16),
                        ("bwd_serial", "bf16", 8, 8, 1, 16), ("bwd_serial", "bf16", 16, 8, 2, 16),
                        ("bwd_serial", "bf16", 64, 8, 8, 16), ("bwd_serial", "bf16", 32, 8, 4, 4),
-                       ("bwd_serial@168", "bf16", 8, 8, 1, 16), ("bwd_serial+scratch", "bf16", 8, 8, 1, 16)]
+                       ("bwd_serial@168", "bf16", 8, 8, 1, 16)]
 
 
 def compile_report(configs=None, kinds=None, state_update=True) -> list[dict]:
