@@ -764,8 +764,12 @@ def test_bench_dry_run(monkeypatch):
     assert {r["impl"] for r in res["rows"]} >= {"triton", "torch_unfused_fwd_bwd", "roofline"}
     res = sb.config_sweep(ceil, batch=1, dim=2, L=5, N=2, fwd_configs=[("scan", 1, 4, 1)],
                           bwd_configs=[(4, 2, 1, True)], bwd_serial_configs=[(2, 2, 1)],
-                          state_update_configs=[(64, 1)], decode=(2, 3, 2), paper_shapes=[(1, 2, 6)])
-    assert len(res["rows"]) == 6 and res["rows"][1]["bwd_block_d"] == 2
+                          state_update_configs=[(64, 1)], decode=(2, 3, 2), paper_shapes=[(1, 2, 6)],
+                          paper_bwd_shapes=[(1, 2, 6)])
+    assert len(res["rows"]) == 7 and res["rows"][1]["bwd_block_d"] == 2
     assert res["rows"][2]["bwd_variant"] == "serial" and res["rows"][2]["bwd_block_t"] == 2
+    # the serial backward's configurations at the paper's batch-1 shape too
+    paper = [(r["L"], r["pass"], r.get("bwd_variant")) for r in res["rows"][4:6]]
+    assert paper == [(6, "fwd", None), (6, "fwd+bwd", "serial")]
     scan_rows = [r for r in res["rows"] if r["impl"] == "triton"]
     assert scan_rows and all(r["accurate"] and r["rel_err"] < 1e-3 for r in scan_rows), scan_rows

@@ -11,7 +11,8 @@ Writes four files under ``book/results/``:
   dim 1024, N 16, bfloat16), L = 512 … 128K: fused vs unfused, forward and
   forward+backward (``x = "L"`` for :func:`ssmlib.bench.plot`); the fused
   rows carry ``host_ms`` (:func:`ssmlib.bench.host_ms`: the Python side of a
-  call), and ``triton_graph`` is the forward replayed from a CUDA graph.
+  call), and ``triton_graph`` (``triton_graph_fwd_bwd``) is the forward (forward+backward)
+  replayed from a CUDA graph: the kernels' time, without the host's.
 * ``selective_scan_memory.json``: peak memory of forward+backward, fused vs
   unfused, same setting (``peak_MB`` per row).
 * with ``--sweep``, ``selective_scan_sweep.json``: every launch configuration
@@ -19,7 +20,7 @@ Writes four files under ``book/results/``:
   num_warps; for "pipelined" also seg_len and bc_tile) at the headline shape
   and at batch 1, dim 1024, L 2K / 16K / 128K, and of the backward
   (bwd_block_t, bwd_block_d, bwd_num_warps, bwd_flip; and with bwd_variant "serial",
-  :data:`BWD_SERIAL_CONFIGS`). The headline's fwd+bwd rows include
+  :data:`BWD_SERIAL_CONFIGS`, also at batch 1, L 2K and 16K). The headline's fwd+bwd rows include
   ``triton_bwd_scan`` (default forward, the "scan" backward).
   ``python -m ssmlib.bench.selective --sweep-only [--out DIR]`` writes only
   this file.
@@ -220,15 +221,17 @@ def by_length(ceil, Ls=tuple(512 * 2**k for k in range(9)), batch=1, dim=1024, N
                     rows.append(_row(impl if passes == "fwd" else impl + "_fwd_bwd", {**shape, "pass": passes},
                                      ms, nbytes, exps, ceil, **extra))
                 torch.cuda.empty_cache()
-            if passes == "fwd" and DEVICE == "cuda":
-                # the default forward replayed from a CUDA graph: at short L the Python checks and
-                # the launches (B/C transposes, up to three kernels) are a large part of the time
+            if DEVICE == "cuda":
+                # the default forward (and forward+backward) replayed from a CUDA graph: at short L the
+                # Python checks, autograd and the launches (B/C transposes, up to three kernels
+                # forward, the sums of the dB, dC partials backward) are a large part of the time
+                f = (lambda: _call(selective_scan, t)) if passes == "fwd" else _fwd_bwd(selective_scan, t)
+                impl = "triton_graph" if passes == "fwd" else "triton_graph_fwd_bwd"
                 try:
-                    ms = float(triton.testing.do_bench_cudagraph(lambda: _call(selective_scan, t), rep=100,
-                                                                 return_mode="median"))
-                    rows.append(_row("triton_graph", {**shape, "pass": passes}, ms, nbytes, exps, ceil))
+                    ms = float(triton.testing.do_bench_cudagraph(f, rep=100, return_mode="median"))
+                    rows.append(_row(impl, {**shape, "pass": passes}, ms, nbytes, exps, ceil))
                 except Exception as e:  # noqa: BLE001
-                    print(f"  triton_graph L={L}: {type(e).__name__}: {str(e)[:120]}")
+                    print(f"  {impl} L={L}: {type(e).__name__}: {str(e)[:120]}")
             rows.append(_row("roofline" if passes == "fwd" else "roofline_fwd_bwd", {**shape, "pass": passes},
                              _roof(nbytes, exps, ceil), nbytes, exps, ceil))
         del t
@@ -310,7 +313,9 @@ BWD_CONFIGS = ([(bt, bd, nw, False) for bt in (64, 128, 256) for bd in (1, 2, 4,
 #: 168 (252 bytes of spills, compile-only) twelve fit, one wave.
 BWD_SERIAL_CONFIGS = [(8, 32, 4), (8, 16, 2), (8, 8, 1), (8, 64, 8), (8, 32, 8), (4, 32, 4), (4, 64, 4),
                       (4, 16, 2), (16, 32, 8), (8, 4, 1), (4, 8, 1), (16, 8, 1), (8, 8, 2),
-                      (8, 8, 1, 168), (8, 32, 4, 168)]
+                      (8, 8, 1, 168), (8, 32, 4, 168),
+                      # for batch 1 (dim 1024: 128 programs of 8 channels, one an SM): 256 or 512 programs
+                      (8, 2, 1), (4, 4, 1)]
 
 
 def bwd_config_dict(c) -> dict:
@@ -358,14 +363,37 @@ def _sweep_forward(t, shape, fwd_configs, ceil) -> list[dict]:
     return rows
 
 
+def _sweep_backward(t, shape, configs, ceil) -> list[dict]:
+    """A fwd+bwd row per backward configuration on the bfloat16 inputs ``t``: median time, and the
+    largest difference of a gradient from the default configuration's (``rel_err``, ``accurate``)."""
+    nbytes, exps = counts(shape["batch"], shape["dim"], shape["L"], shape["N"], t["u"].element_size(),
+                          backward=True)
+    _, g_ref = _grads(t)
+    rows = []
+    for c in configs:
+        cfg = bwd_config_dict(c)
+        try:
+            err = max(rel_err(u, v) for u, v in zip(_grads(t, cfg)[1], g_ref))
+            ms = median_ms(_fwd_bwd(selective_scan, t, config=cfg), warmup=5, rep=30)
+        except Exception as e:
+            print(f"  bwd {cfg}: {type(e).__name__}: {str(e)[:120]}")
+            continue
+        rows.append(_row("triton", {**shape, "pass": "fwd+bwd"}, ms, nbytes, exps, ceil, **cfg,
+                         rel_err=err, accurate=err < SWEEP_TOL["bfloat16"]))
+        print(f"  fwd+bwd batch {shape['batch']} L {shape['L']} {cfg}: {ms:.4f} ms, rel_err {err:.1e}", flush=True)
+    return rows
+
+
 def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_configs=None, bwd_serial_configs=None,
                  state_update_configs=((16, 1), (32, 2), (64, 2), (64, 4), (128, 4), (128, 8), (256, 8), (256, 16),
                                        (512, 16), (256, 4), (128, 8, 2), (128, 8, 4), (64, 4, 4), (256, 8, 2)),
-                 decode=(64, 4096, 16), paper_shapes=((1, 1024, 2048), (1, 1024, 16384), (1, 1024, 131072))) -> dict:
+                 decode=(64, 4096, 16), paper_shapes=((1, 1024, 2048), (1, 1024, 16384), (1, 1024, 131072)),
+                 paper_bwd_shapes=((1, 1024, 2048), (1, 1024, 16384))) -> dict:
     """Every launch configuration: forward (bf16 and fp32) and backward (bf16) at the headline
-    shape, forward at the paper's (batch 1), and the decoding step. Every scan row carries
-    ``rel_err``, its difference from the default configuration (output; fwd+bwd: the largest
-    over the gradients), and ``accurate`` (below :data:`SWEEP_TOL`)."""
+    shape, forward at the paper's (batch 1) and the serial backward at its shorter ones, and the
+    decoding step. Every scan row carries ``rel_err``, its difference from the default
+    configuration (output; fwd+bwd: the largest over the gradients), and ``accurate`` (below
+    :data:`SWEEP_TOL`)."""
     rows = []
     fwd_configs = FWD_CONFIGS if fwd_configs is None else fwd_configs
     bwd_configs = BWD_CONFIGS if bwd_configs is None else bwd_configs
@@ -375,25 +403,16 @@ def config_sweep(ceil, batch=8, dim=1536, L=2048, N=16, fwd_configs=None, bwd_co
         shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype], "pass": "fwd"}
         rows += _sweep_forward(t, shape, fwd_configs, ceil)
         if dtype == torch.bfloat16:
-            nbytes, exps = counts(batch, dim, L, N, t["u"].element_size(), backward=True)
-            _, g_ref = _grads(t)
-            for c in list(bwd_configs) + list(bwd_serial_configs):
-                cfg = bwd_config_dict(c)
-                try:
-                    err = max(rel_err(u, v) for u, v in zip(_grads(t, cfg)[1], g_ref))
-                    ms = median_ms(_fwd_bwd(selective_scan, t, config=cfg), warmup=5, rep=30)
-                except Exception as e:
-                    print(f"  bwd {cfg}: {type(e).__name__}: {str(e)[:120]}")
-                    continue
-                rows.append(_row("triton", {**shape, "pass": "fwd+bwd"}, ms, nbytes, exps, ceil, **cfg,
-                                 rel_err=err, accurate=err < SWEEP_TOL["bfloat16"]))
-                print(f"  fwd+bwd {cfg}: {ms:.4f} ms, rel_err {err:.1e}", flush=True)
+            rows += _sweep_backward(t, shape, list(bwd_configs) + list(bwd_serial_configs), ceil)
         del t
-    # the Mamba paper's setting (batch 1, dim 1024): few sequences, so parallelism is scarce
+    # the Mamba paper's setting (batch 1, dim 1024): few sequences, so parallelism is scarce (the
+    # default serial backward runs dim/8 one-warp programs, about one an SM, each walking all of L)
     for pb, pdim, pL in paper_shapes:
         t = _inputs(pb, pdim, pL, N, torch.bfloat16)
         shape = {"batch": pb, "dim": pdim, "L": pL, "N": N, "dtype": "bfloat16", "pass": "fwd"}
         rows += _sweep_forward(t, shape, fwd_configs, ceil)
+        if (pb, pdim, pL) in paper_bwd_shapes:
+            rows += _sweep_backward(t, shape, bwd_serial_configs, ceil)
         del t
     # the decoding step: channels per program and warps
     b, d, n = decode
