@@ -219,6 +219,8 @@ CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile
                "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg")
 #: Forward kernels selectable with ``config={"variant": ...}``.
 FWD_VARIANTS = ("serial", "scan", "pipelined", "lanes")
+#: Largest state size of the "lanes" forward (a thread holds N/2 states, A and the state in registers).
+LANES_MAX_N = 32
 #: Backward kernels selectable with ``config={"bwd_variant": ...}`` ("scan" is the default).
 BWD_VARIANTS = ("scan", "serial")
 
@@ -1828,6 +1830,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         if (config.get("bwd_variant") or _bwd_variant()) == "serial" and (config.get("bwd_block_t") or 0) > 32:
             raise ValueError(f"config bwd_block_t={config['bwd_block_t']} is too long for bwd_variant 'serial' "
                              f"(its chunk lives in registers): at most 32")
+        if config.get("variant") == "lanes" and A.dim() == 2 and A.shape[1] > LANES_MAX_N:
+            raise ValueError(f"config variant 'lanes' takes N <= {LANES_MAX_N} (a thread holds N/2 states), "
+                             f"got N={A.shape[1]}")
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
                                        for t in (u, delta, A, B, C, D, z, delta_bias)):
         _check_args(u, delta, A, B, C, D, z, delta_bias)

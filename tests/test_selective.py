@@ -466,6 +466,8 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bwd_block_t=64))
     with pytest.raises(ValueError, match="config bc_tile must be"):
         call(selective_scan, t, config=dict(bc_tile=4))
+    with pytest.raises(ValueError, match="variant 'lanes' takes N <= 32"):
+        call(selective_scan, make(1, 2, 3, 33), config=dict(variant="lanes"))
     with pytest.raises(ValueError, match="unknown key 'scratch'"):       # a removed option
         call(selective_scan, t, config=dict(scratch=True))
     with pytest.raises(ValueError, match="config maxnreg must be >= 1"):
