@@ -556,10 +556,18 @@ def _step_vector(row_ptr, t, stride, ncol, N, t_end, EVEN: tl.constexpr, acc: tl
 
 
 @triton.jit
+def _checkpoint(ckpt_row, X, nmask, t, L, N, CKPT: tl.constexpr):
+    """The state X before step t (t a multiple of CKPT) as checkpoint t // CKPT − 1 of
+    ``ckpt_row`` (the rows' (n_ckpt, N) checkpoints), unless no step is left after it."""
+    if t < L:
+        tl.store(ckpt_row + (t // CKPT - 1) * N, X, mask=nmask)
+
+
+@triton.jit
 def _step_column(T, sel):
-    """Step j's column of a (BLOCK_D, width) chunk tile as a (BLOCK_D, 1) column for every lane of a
-    channel: selected (``sel``: the column mask) and summed across the lanes (-0.0 so that the other
-    registers' adds fold away)."""
+    """Step j's column of a (rows, width) chunk tile as a (rows, 1) column for every lane of a row:
+    selected (``sel``: the column mask) and summed along the row (-0.0 so that the other registers'
+    adds fold away): a butterfly across the lanes that split the row, none when one thread holds it."""
     return tl.sum(tl.where(sel, T, -0.0), 1)[:, None]
 
 
@@ -716,12 +724,10 @@ def _selective_scan_fwd_pipe_kernel(
                 Y = tl.where(sel, tl.sum(X * Ct, 1)[:, None], Y)
             if STORE_STATES and CKPT < BLOCK_T:
                 if (j + 1) % CKPT == 0:                            # a checkpoint inside the chunk
-                    if k + j + 1 < L:
-                        tl.store(ckpt_row + ((k + j + 1) // CKPT - 1) * N, X, mask=nmask)
+                    _checkpoint(ckpt_row, X, nmask, k + j + 1, L, N, CKPT)
         if STORE_STATES and CKPT >= BLOCK_T:
             if (k + BLOCK_T) % CKPT == 0:
-                if k + BLOCK_T < L:
-                    tl.store(ckpt_row + ((k + BLOCK_T) // CKPT - 1) * N, X, mask=nmask)
+                _checkpoint(ckpt_row, X, nmask, k + BLOCK_T, L, N, CKPT)
         if not STATES_ONLY:
             if HAS_D:
                 Y += Dv * Uf
@@ -818,8 +824,8 @@ def _selective_scan_fwd_lanes_kernel(
         Y = tl.zeros([R, BLOCK_T], dtype=acc)
         for j in tl.static_range(BLOCK_T):
             sel = tcol == j
-            dt = tl.sum(tl.where(sel, DT, -0.0), 1)[:, None]             # a register of the thread's own
-            dtu = tl.sum(tl.where(sel, DTU, -0.0), 1)[:, None]
+            dt = _step_column(DT, sel)                                    # a register of the thread's own
+            dtu = _step_column(DTU, sel)
             if VAR_B:
                 Bt = _step_vector(B_row, k + j, NSTR, ncol, N, L, EVEN_L and EVEN_N, acc)
             else:
@@ -833,12 +839,10 @@ def _selective_scan_fwd_lanes_kernel(
             Y = tl.where(sel, tl.reshape(tl.broadcast_to(y[:, None], (BLOCK_D, S)), (R,))[:, None], Y)
             if STORE_STATES and CKPT < BLOCK_T:
                 if (j + 1) % CKPT == 0:                                   # a checkpoint inside the chunk
-                    if k + j + 1 < L:
-                        tl.store(ckpt_row + ((k + j + 1) // CKPT - 1) * N, X, mask=nmask)
+                    _checkpoint(ckpt_row, X, nmask, k + j + 1, L, N, CKPT)
         if STORE_STATES and CKPT >= BLOCK_T:
             if (k + BLOCK_T) % CKPT == 0:
-                if k + BLOCK_T < L:
-                    tl.store(ckpt_row + ((k + BLOCK_T) // CKPT - 1) * N, X, mask=nmask)
+                _checkpoint(ckpt_row, X, nmask, k + BLOCK_T, L, N, CKPT)
         if HAS_D:
             Y += Dv * Uf
         if HAS_Z:
@@ -1436,6 +1440,19 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias):
     return batch, dim, L, N, G, groups[0] is not None, groups[1] is not None
 
 
+def _bc_steps(B, C, var_B, var_C, acc, L, N):
+    """Input-dependent B, C as ``(batch, [G,] L, N)`` copies in the arithmetic dtype ``acc`` (a
+    step's N values one contiguous vector), and their (batch, group) strides; fixed ones as given,
+    strides 0. For the step-at-a-time kernels (serial, pipelined and lanes forwards, serial backward)."""
+    def one(X, var):
+        if not var:
+            return X, (0, 0)
+        Xt = X.transpose(-1, -2).to(acc).contiguous()
+        return Xt, (Xt.shape[1] * L * N if Xt.dim() == 4 else L * N, L * N)
+    (Bt, sB), (Ct, sC) = one(B, var_B), one(C, var_C)
+    return Bt, Ct, sB, sC
+
+
 def _bc_strides(X, var, N, L):
     """(batch, group, state) strides of a contiguous variable B/C; zeros for fixed."""
     if not var:
@@ -1466,14 +1483,15 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
     _check_pow2("bwd_block_t", ckpt)
     n_chunks, n_ckpt = runtime.cdiv(L, bt), runtime.cdiv(L, ckpt)
     states = torch.empty(batch, dim, n_ckpt, N, dtype=acc, device=u.device) if want_states else None
-    if (config or {}).get("variant", _fwd_variant(N, L)) in ("pipelined", "lanes"):
-        fwd = _forward_lanes if (config or {}).get("variant") == "lanes" else _forward_pipelined
+    variant = (config or {}).get("variant", _fwd_variant(N, L))
+    if variant in ("pipelined", "lanes"):
+        fwd = _forward_lanes if variant == "lanes" else _forward_pipelined
         return fwd(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states,
                    config or {}, batch, dim, L, N, G, var_B, var_C, acc, ckpt, n_ckpt, states)
     out = torch.empty_like(u)
     carry = torch.zeros(batch, dim, 2, N, dtype=acc, device=u.device)     # the kernel's carry between chunks
     dpg = dim // G
-    if (config or {}).get("variant", _fwd_variant(N, L)) == "serial":
+    if variant == "serial":
         # chunks no longer than the checkpoint interval, so that checkpoints fall on chunk ends
         bt = min((config or {}).get("block_t") or (8 if runtime.INTERPRET else 16), ckpt)
         bd, nw = (8, 1) if runtime.INTERPRET else _serial_config(batch * dim, u.device)
@@ -1484,11 +1502,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
         if batch * dim and L:
             grid = batch * G * n_dblocks
             scratch = torch.empty(grid * 2 * bd * bt, dtype=acc, device=u.device)
-            # (batch, [G,] L, N) copies in the arithmetic dtype: one contiguous vector per step
-            Bt = B.transpose(-1, -2).to(acc).contiguous() if var_B else B
-            Ct = C.transpose(-1, -2).to(acc).contiguous() if var_C else C
-            sB = (Bt.shape[1] * L * N if Bt.dim() == 4 else L * N, L * N) if var_B else (0, 0)
-            sC = (Ct.shape[1] * L * N if Ct.dim() == 4 else L * N, L * N) if var_C else (0, 0)
+            Bt, Ct, sB, sC = _bc_steps(B, C, var_B, var_C, acc, L, N)
             _selective_scan_fwd_serial_kernel[(grid,)](
                 u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
                 delta_bias if delta_bias is not None else u, out, last if last is not None else out,
@@ -1534,10 +1548,7 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
     last = torch.empty(batch, dim, N, dtype=acc, device=u.device) if want_last and batch * dim and L else (
         torch.zeros(batch, dim, N, dtype=acc, device=u.device) if want_last else None)
     if batch * dim and L:
-        Bt = B.transpose(-1, -2).to(acc).contiguous() if var_B else B
-        Ct = C.transpose(-1, -2).to(acc).contiguous() if var_C else C
-        sB = (Bt.shape[1] * L * N if Bt.dim() == 4 else L * N, L * N) if var_B else (0, 0)
-        sC = (Ct.shape[1] * L * N if Ct.dim() == 4 else L * N, L * N) if var_C else (0, 0)
+        Bt, Ct, sB, sC = _bc_steps(B, C, var_B, var_C, acc, L, N)
         seg = torch.empty(batch, dim, n_seg, N + 1, dtype=acc, device=u.device) if n_seg > 1 else None
         common = dict(VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None,
                       HAS_Z=z is not None,
@@ -1586,10 +1597,7 @@ def _forward_lanes(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, wan
     last = torch.empty(batch, dim, N, dtype=acc, device=u.device) if want_last and batch * dim and L else (
         torch.zeros(batch, dim, N, dtype=acc, device=u.device) if want_last else None)
     if batch * dim and L:
-        Bt = B.transpose(-1, -2).to(acc).contiguous() if var_B else B
-        Ct = C.transpose(-1, -2).to(acc).contiguous() if var_C else C
-        sB = (Bt.shape[1] * L * N if Bt.dim() == 4 else L * N, L * N) if var_B else (0, 0)
-        sC = (Ct.shape[1] * L * N if Ct.dim() == 4 else L * N, L * N) if var_C else (0, 0)
+        Bt, Ct, sB, sC = _bc_steps(B, C, var_B, var_C, acc, L, N)
         # unused pointers are placeholders of the same dtype as a real call's (u's for inputs)
         _selective_scan_fwd_lanes_kernel[(batch * G * n_dblocks,)](
             u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
@@ -1660,11 +1668,7 @@ def _backward_serial(saved, softplus, dout, dlast, config):
     dD = torch.empty(batch, dim, dtype=acc, device=u.device) if D is not None else None
     dbias = torch.empty(batch, dim, dtype=acc, device=u.device) if delta_bias is not None else None
     if batch * dim and L:
-        # (batch, [G,] L, N) copies in the arithmetic dtype, as for the serial forward
-        Bt = B.transpose(-1, -2).to(acc).contiguous() if var_B else B
-        Ct = C.transpose(-1, -2).to(acc).contiguous() if var_C else C
-        sB = (Bt.shape[1] * L * N if Bt.dim() == 4 else L * N, L * N) if var_B else (0, 0)
-        sC = (Ct.shape[1] * L * N if Ct.dim() == 4 else L * N, L * N) if var_C else (0, 0)
+        Bt, Ct, sB, sC = _bc_steps(B, C, var_B, var_C, acc, L, N)
         dl = dlast.to(acc).contiguous() if dlast is not None else None
         tw = max(bt, BN)
         maxnreg = config.get("bwd_maxnreg") or _bwd_serial_maxnreg(batch * G * n_dblocks, u.device)
