@@ -33,8 +33,8 @@ The state x reaches memory only as a checkpoint every ``bwd_block_t`` steps
 when a backward will follow (N floats per channel per checkpoint: under a
 tenth of the inputs' bytes), and as the last state when asked.
 
-Four forward kernels (``config={"variant": ...}``; a fifth, ``"lanes"``, below the
-list), all parallel over (batch, channel blocks inside one group of B and C):
+Three forward kernels (``config={"variant": ...}``), all parallel over (batch,
+channel blocks inside one group of B and C):
 
 * ``"serial"``: a program holds a ``(BLOCK_D, N)`` float32 state
   tile in registers and takes one step at a time: ``x = exp2(Δ_t·A₂) x +
@@ -83,17 +83,14 @@ the H200 (``book/results/logs/gpu_selective_rowwise.txt``) and removed: one thre
 per channel gives batch·dim threads, about 3 warps per SM at the headline shape,
 so it must split the sequence (twice the exponentials) or starve; it was slower
 in bf16 there and only a little faster at batch 1, L 16K.
-``"lanes"`` (off by default until timed) is the middle way: two rows a channel
-(two lanes, each with half of the channel's states: twice rowwise's threads),
-and the chunk's u, Δ, z loaded per row, the two lanes of a channel reading the
-same addresses, so that each holds the chunk's Δ_t, u_t itself; with a chunk
-of one 16-byte vector of steps (8 in 16-bit) Triton keeps a row in one thread
-for the state tile and the chunk tiles alike, and step j's Δ_t is a register
-selection, no butterfly. Σ_n x C is a sum in registers and one shuffle. B_t,
-C_t: each row's half, loaded per step. Compile-only (sm_90a, bf16, N 16, 64
-channels on 4 warps): 13.3 instructions an element at 70 registers, no
-barrier, no shared memory, against 16.6 at 168 for the default. In float32
-(4-step chunks) the layouts no longer match (barriers; 15.7).
+A "lanes" variant (two rows a channel, each with half of its states, and the
+chunk's u, Δ, z loaded per row so that each lane holds its channel's Δ_t
+itself: 13.3 instructions an element at 70 registers, no barrier, compile-only)
+was built, timed on the H200 and removed: in every tile and register cap tried
+it was 1.5× to 3× slower than the default at the headline shape in bf16, 2× to
+4× in float32, and 8× to 18× at batch 1, L 16K, where it has no segments
+(``book/results/logs/selective_lanes_session6.json``). Where the time went was
+not profiled: the instruction count is not what bounds these kernels.
 
 Instruction counts in the sm_90a code (compile-only: ``python -m
 ssmlib.bench.selective --compile-only``; N = 16, block 32×16, 4 warps, SASS of
@@ -218,10 +215,8 @@ INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg", "bwd_block_d",
                "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg")
 #: Forward kernels selectable with ``config={"variant": ...}``.
-FWD_VARIANTS = ("serial", "scan", "pipelined", "lanes")
-#: Largest state size of the "lanes" forward (a thread holds N/2 states, A and the state in registers).
-LANES_MAX_N = 32
-#: Backward kernels selectable with ``config={"bwd_variant": ...}`` ("scan" is the default).
+FWD_VARIANTS = ("serial", "scan", "pipelined")
+#: Backward kernels selectable with ``config={"bwd_variant": ...}`` (:func:`_bwd_variant`: "serial").
 BWD_VARIANTS = ("scan", "serial")
 
 
@@ -752,107 +747,6 @@ def _selective_scan_fwd_pipe_kernel(
     if STORE_LAST:
         if seg == n_seg - 1:
             tl.store(last_ptr + rows[:, None] * N + ncol, X, mask=nmask)
-
-
-@triton.jit
-def _selective_scan_fwd_lanes_kernel(
-        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, states_ptr,
-        dim, L, N, dpg, n_dblocks, n_ckpt, sB_b, sB_g, sC_b, sC_g,
-        VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-        HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, STORE_LAST: tl.constexpr,
-        STORE_STATES: tl.constexpr, CKPT: tl.constexpr, EVEN_L: tl.constexpr, EVEN_N: tl.constexpr,
-        BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, S: tl.constexpr):
-    # The "lanes" variant: the tile's rows are (channel, sub-lane) pairs, S rows a channel, each
-    # holding NS = BLOCK_N / S of the channel's states; one row a thread. The chunk's u, Δ, z are
-    # loaded per row (the S rows of a channel read the same addresses), BLOCK_T steps being one
-    # 16-byte vector: every lane then holds its channel's Δ_t, u_t itself and step j's value is a
-    # register selection, where the pipelined kernel moves each across a channel's lanes with a
-    # butterfly. Σ_n x C: a sum in registers, then across the S lanes of the channel. B_t, C_t:
-    # per step, the row's NS values of the transposed (batch, [G,] L, N) copies.
-    NS: tl.constexpr = BLOCK_N // S
-    R: tl.constexpr = BLOCK_D * S
-    pid = tl.program_id(0)
-    blk = pid % n_dblocks
-    bg = pid // n_dblocks
-    G = dim // dpg
-    g = bg % G
-    b = bg // G
-    r = tl.arange(0, R)
-    dl = blk * BLOCK_D + r // S
-    dmask = dl < dpg
-    d = g * dpg + dl
-    rows = b.to(tl.int64) * dim + d
-    acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
-    ncol = ((r % S) * NS)[:, None] + tl.arange(0, NS)[None, :]           # (R, NS): the row's states
-    if EVEN_N:
-        nmask = dmask[:, None]
-        NSTR: tl.constexpr = BLOCK_N
-    else:
-        nmask = dmask[:, None] & (ncol < N)
-        NSTR = N
-    first = (r % S == 0)[:, None]                                         # the row that writes a channel's outputs
-    tcol = tl.arange(0, BLOCK_T)[None, :]
-    A2 = tl.load(A_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc) * 1.4426950408889634
-    if VAR_B:
-        B_row = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + ncol
-    else:
-        Bfix = tl.load(B_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
-    if VAR_C:
-        C_row = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + ncol
-    else:
-        Cfix = tl.load(C_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
-    bias = 0.0                                           # unused without delta_bias
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
-    if STORE_STATES:
-        ckpt_row = states_ptr + rows[:, None] * (n_ckpt * N) + ncol
-    X = tl.zeros([R, NS], dtype=acc)
-    # the first chunk's u and Δ; each chunk then loads the next one's before it computes
-    m2 = dmask[:, None] & (tcol < L)
-    offs = rows[:, None] * L + tcol
-    U = tl.load(u_ptr + offs, mask=m2, other=0.0)
-    DTr = tl.load(delta_ptr + offs, mask=m2, other=0.0)
-    for k in range(0, L, BLOCK_T):
-        m2 = dmask[:, None] & (k + tcol < L)
-        offs = rows[:, None] * L + k + tcol
-        m2_n = dmask[:, None] & (k + BLOCK_T + tcol < L)
-        U_n = tl.load(u_ptr + offs + BLOCK_T, mask=m2_n, other=0.0)
-        DTr_n = tl.load(delta_ptr + offs + BLOCK_T, mask=m2_n, other=0.0)
-        Uf, DT, DTU = _chunk_delta(DTr, U, bias, m2, HAS_BIAS, SOFTPLUS, acc)
-        Y = tl.zeros([R, BLOCK_T], dtype=acc)
-        for j in tl.static_range(BLOCK_T):
-            sel = tcol == j
-            dt = _step_column(DT, sel)                                    # a register of the thread's own
-            dtu = _step_column(DTU, sel)
-            if VAR_B:
-                Bt = _step_vector(B_row, k + j, NSTR, ncol, N, L, EVEN_L and EVEN_N, acc)
-            else:
-                Bt = Bfix
-            X = tl.exp2(dt * A2) * X + dtu * Bt                           # the one exp per (b, d, t, n)
-            if VAR_C:
-                Ct = _step_vector(C_row, k + j, NSTR, ncol, N, L, EVEN_L and EVEN_N, acc)
-            else:
-                Ct = Cfix
-            y = tl.sum(tl.reshape(tl.sum(X * Ct, 1), (BLOCK_D, S)), 1)      # the channel's S lanes
-            Y = tl.where(sel, tl.reshape(tl.broadcast_to(y[:, None], (BLOCK_D, S)), (R,))[:, None], Y)
-            if STORE_STATES and CKPT < BLOCK_T:
-                if (j + 1) % CKPT == 0:                                   # a checkpoint inside the chunk
-                    _checkpoint(ckpt_row, X, nmask, k + j + 1, L, N, CKPT)
-        if STORE_STATES and CKPT >= BLOCK_T:
-            if (k + BLOCK_T) % CKPT == 0:
-                _checkpoint(ckpt_row, X, nmask, k + BLOCK_T, L, N, CKPT)
-        if HAS_D:
-            Y += Dv * Uf
-        if HAS_Z:
-            Zf = tl.load(z_ptr + offs, mask=m2, other=0.0).to(acc)
-            Y *= Zf * tl.sigmoid(Zf)
-        tl.store(out_ptr + offs, Y.to(out_ptr.dtype.element_ty), mask=m2 & first)
-        U = U_n
-        DTr = DTr_n
-    if STORE_LAST:
-        tl.store(last_ptr + rows[:, None] * N + ncol, X, mask=nmask)
 
 
 @triton.jit
@@ -1443,7 +1337,7 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias):
 def _bc_steps(B, C, var_B, var_C, acc, L, N):
     """Input-dependent B, C as ``(batch, [G,] L, N)`` copies in the arithmetic dtype ``acc`` (a
     step's N values one contiguous vector), and their (batch, group) strides; fixed ones as given,
-    strides 0. For the step-at-a-time kernels (serial, pipelined and lanes forwards, serial backward)."""
+    strides 0. For the step-at-a-time kernels (serial and pipelined forwards, serial backward)."""
     def one(X, var):
         if not var:
             return X, (0, 0)
@@ -1484,10 +1378,9 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
     n_chunks, n_ckpt = runtime.cdiv(L, bt), runtime.cdiv(L, ckpt)
     states = torch.empty(batch, dim, n_ckpt, N, dtype=acc, device=u.device) if want_states else None
     variant = (config or {}).get("variant", _fwd_variant(N, L))
-    if variant in ("pipelined", "lanes"):
-        fwd = _forward_lanes if variant == "lanes" else _forward_pipelined
-        return fwd(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states,
-                   config or {}, batch, dim, L, N, G, var_B, var_C, acc, ckpt, n_ckpt, states)
+    if variant == "pipelined":
+        return _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states,
+                                  config or {}, batch, dim, L, N, G, var_B, var_C, acc, ckpt, n_ckpt, states)
     out = torch.empty_like(u)
     carry = torch.zeros(batch, dim, 2, N, dtype=acc, device=u.device)     # the kernel's carry between chunks
     dpg = dim // G
@@ -1576,38 +1469,6 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
         # pass 3 (or the only pass): every segment from its entering state
         _selective_scan_fwd_pipe_kernel[(programs, n_seg)](
             *args, STORE_LAST=want_last, STORE_STATES=want_states, STATES_ONLY=False, HAS_H0=n_seg > 1, **common)
-    saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
-    return out, last, saved
-
-
-def _forward_lanes(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states, config,
-                   batch, dim, L, N, G, var_B, var_C, acc, ckpt, n_ckpt, states):
-    """The "lanes" forward (see its kernel): 2 lanes a channel (1 when N = 1), chunks of one
-    16-byte vector of steps (8 in 16-bit, 4 in float32), one row a thread (64 channels on 4
-    warps). Off by default until the H200 has timed it: compile-only (sm_90a, bf16, N 16) its
-    step loop has no barrier and no shared memory (see ``test_lanes_forward_compiles_for_sm90``)."""
-    BN = runtime.next_pow2(N)
-    S = min(2, BN)
-    bt = config.get("block_t") or max(1, 16 // u.element_size())
-    nw = config.get("num_warps") or (1 if runtime.INTERPRET else 4)
-    bd = config.get("block_d") or (8 if runtime.INTERPRET else 32 * nw // S)
-    dpg = dim // G
-    n_dblocks = runtime.cdiv(dpg, bd)
-    out = torch.empty_like(u)
-    last = torch.empty(batch, dim, N, dtype=acc, device=u.device) if want_last and batch * dim and L else (
-        torch.zeros(batch, dim, N, dtype=acc, device=u.device) if want_last else None)
-    if batch * dim and L:
-        Bt, Ct, sB, sC = _bc_steps(B, C, var_B, var_C, acc, L, N)
-        # unused pointers are placeholders of the same dtype as a real call's (u's for inputs)
-        _selective_scan_fwd_lanes_kernel[(batch * G * n_dblocks,)](
-            u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
-            delta_bias if delta_bias is not None else u, out, last if last is not None else out,
-            states if states is not None else out, dim, L, N, dpg, n_dblocks, n_ckpt, *sB, *sC,
-            VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
-            HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), STORE_LAST=want_last,
-            STORE_STATES=want_states, CKPT=ckpt, EVEN_L=L % bt == 0, EVEN_N=BN == N,
-            BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN, S=S, num_warps=nw,
-            **({"maxnreg": config["maxnreg"]} if config.get("maxnreg") else {}))
     saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
     return out, last, saved
 
@@ -1834,9 +1695,6 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         if (config.get("bwd_variant") or _bwd_variant()) == "serial" and (config.get("bwd_block_t") or 0) > 32:
             raise ValueError(f"config bwd_block_t={config['bwd_block_t']} is too long for bwd_variant 'serial' "
                              f"(its chunk lives in registers): at most 32")
-        if config.get("variant") == "lanes" and A.dim() == 2 and A.shape[1] > LANES_MAX_N:
-            raise ValueError(f"config variant 'lanes' takes N <= {LANES_MAX_N} (a thread holds N/2 states), "
-                             f"got N={A.shape[1]}")
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
                                        for t in (u, delta, A, B, C, D, z, delta_bias)):
         _check_args(u, delta, A, B, C, D, z, delta_bias)

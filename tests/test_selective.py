@@ -110,20 +110,6 @@ def test_forward_pipelined_variant_float64(kind, G, L, N, cfg):
     assert_close(last, ref_last, 1e-10, 1e-10, "last state")
 
 
-@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
-@pytest.mark.parametrize("L,N,cfg", [(1, 1, {}), (19, 5, {}), (40, 16, dict(block_d=2)), (21, 3, dict(block_t=8)),
-                                     (33, 16, dict(block_d=16))])
-def test_forward_lanes_variant_float64(kind, G, L, N, cfg):
-    """The "lanes" forward (two rows a channel, each with half of its states): every option on,
-    N not a power of two (a row's states past N masked), channel blocks past a group's end, a
-    chunk past L."""
-    t = make(2, 6, L, N, kind, G, opts=OPTS)
-    out, last = call(selective_scan, t, config=dict(variant="lanes", **cfg))
-    ref, ref_last = call(selective_scan_ref, t)
-    assert_close(out, ref, 1e-10, 1e-10, "out")
-    assert_close(last, ref_last, 1e-10, 1e-10, "last state")
-
-
 @pytest.mark.parametrize("opts", [o for k in range(4) for o in itertools.combinations(OPTS, k)])
 @pytest.mark.parametrize("softplus", [False, True])
 def test_forward_every_option(opts, softplus):
@@ -299,9 +285,6 @@ def test_backward_serial_option_subsets(opts, softplus, last):
                                  dict(bwd_block_t=4, bwd_block_d=2, bwd_maxnreg=168),
                                  # checkpoints every 2 steps inside the forward's 8-step chunks
                                  dict(bwd_block_t=2, bwd_block_d=2, variant="pipelined", block_t=8, bc_tile=2),
-                                 # the "lanes" forward's checkpoints: at chunk ends, and inside 8-step chunks
-                                 dict(variant="lanes", block_d=2, bwd_block_t=4),
-                                 dict(variant="lanes", block_d=4, block_t=8, bwd_block_t=2),
                                  dict(bwd_block_t=2, bwd_block_d=8, bwd_num_warps=2)])
 def test_backward_serial_launch_configs(cfg):
     """Any chunk length (= checkpoint interval), channel blocks straddling a group's end, any forward."""
@@ -466,8 +449,6 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bwd_block_t=64))
     with pytest.raises(ValueError, match="config bc_tile must be"):
         call(selective_scan, t, config=dict(bc_tile=4))
-    with pytest.raises(ValueError, match="variant 'lanes' takes N <= 32"):
-        call(selective_scan, make(1, 2, 3, 33), config=dict(variant="lanes"))
     with pytest.raises(ValueError, match="unknown key 'scratch'"):       # a removed option
         call(selective_scan, t, config=dict(scratch=True))
     with pytest.raises(ValueError, match="config maxnreg must be >= 1"):
@@ -504,21 +485,6 @@ def test_bc_tile3_forward_compiles_for_sm90():
     (bc3,) = compile_report([("pipelined+bc_tile3", "bf16", 32, 16, 4, 16)], kinds=("fwd",), state_update=False)
     assert "error" not in bc3, bc3
     assert bc3["spill_store_bytes"] == 0 and bc3["registers"] <= 168 and bc3["loop_bar"] == 0, bc3
-
-
-def test_lanes_forward_compiles_for_sm90():
-    """The "lanes" forward in 16-bit (N 16, 64 channels on 4 warps, 8-step chunks): each step's Δ and
-    Δ·u in the thread's own registers, so its loop has no barrier and no shared memory, no spills,
-    fewer registers and fewer instructions an element than the default pipelined forward."""
-    from ssmlib.bench.selective import compile_report
-
-    lanes, lanes16, default = compile_report([("lanes", "bf16", 64, 8, 4, 16), ("lanes", "fp16", 64, 8, 4, 16),
-                                              ("pipelined+bc_tile2@168", "bf16", 32, 16, 4, 16)],
-                                             kinds=("fwd",), state_update=False)
-    assert not [r for r in (lanes, lanes16, default) if "error" in r], (lanes, lanes16, default)
-    for r in (lanes, lanes16):
-        assert r["loop_bar"] == 0 and r["loop_lds_sts"] == 0 and r["spill_store_bytes"] == 0, r
-        assert r["registers"] < 128 and r["loop_sass_per_elem"] < default["loop_sass_per_elem"], (r, default)
 
 
 def test_register_cap_reaches_the_compiled_kernel():
@@ -713,21 +679,6 @@ def test_gpu_serial_backward_capped_registers(dtype):
     assert_grads_close(got, grads(selective_scan_ref, as64(t), wdtype=dtype), dtype)
     for k in got:
         assert_close(got[k], uncapped[k], 1e-5, 1e-5, k)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("kind,G", GPU_KINDS)
-def test_gpu_lanes_forward_backward(kind, G, dtype):
-    """The "lanes" forward, then the default backward from its checkpoints: outputs and gradients
-    against the float64 reference, dim and L not block multiples."""
-    t = mamba_inputs(2, 6 * 67 if G == 2 else 401, 1000, 16, kind, G, dtype)
-    fn = lambda *a, **k: selective_scan(*a, **k, config=dict(variant="lanes"))  # noqa: E731
-    got, out, last = grads(fn, t, wdtype=dtype, with_outputs=True)
-    want, ref, ref_last = grads(selective_scan_ref, as64(t), wdtype=dtype, with_outputs=True)
-    assert_close(out, ref, *((6e-4, 2e-3) if dtype == torch.float32 else (1e-2, 1e-2)), "out")
-    assert_close(last, ref_last, 6e-4, 2e-3, "last")
-    assert_grads_close(got, want, dtype)
 
 
 @pytest.mark.gpu

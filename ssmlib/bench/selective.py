@@ -293,10 +293,7 @@ FWD_CONFIGS = ([("serial", bd, bt, nw) for bd, bt, nw in
                # B a chunk ahead, C with its chunk (compile-only: 140 registers, no spills, 15.9 an element:
                # three 4-warp programs an SM without a cap; maxnreg 255: no cap, without the key inference
                # takes the default's 168)
-               + [("pipelined", 32, 16, 4, None, 3, 255), ("pipelined", 32, 16, 4, None, 3, 168)]
-               # two rows (lanes) a channel, each step's Δ, Δ·u in the thread's registers (compile-only, bf16:
-               # 13.3 instructions an element at 70 registers, no barrier; its chunk: a 16-byte vector of steps)
-               + [("lanes", bd, None, nw) for bd, nw in ((64, 4), (32, 2), (16, 1), (128, 8))])
+               + [("pipelined", 32, 16, 4, None, 3, 255), ("pipelined", 32, 16, 4, None, 3, 168)])
 
 
 def fwd_config_dict(c) -> dict:
@@ -497,12 +494,11 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
         parts = variant.split("+")                           # "pipelined+bc_tile2"
         tile = {"bc_tile": 1, "bc_tile2": 2, "bc_tile3": 3}
         bc = dict(BC_TILE=max([tile[p] for p in parts if p in tile], default=0))
-        kernels = ([("fwd", {})] if variant == "serial" else [("fwd", dict(S=min(2, BN)))] if variant == "lanes" else
+        kernels = ([("fwd", {})] if variant == "serial" else
                    [("fwd", dict(STATES_ONLY=False, HAS_H0=False, **bc)),
                     ("fwd_split_pass1", dict(STATES_ONLY=True, HAS_H0=False, **bc)),
                     ("fwd_split_pass3", dict(STATES_ONLY=False, HAS_H0=True, **bc))])
-        kernel = {"serial": S._selective_scan_fwd_serial_kernel,
-                  "lanes": S._selective_scan_fwd_lanes_kernel}.get(variant, S._selective_scan_fwd_pipe_kernel)
+        kernel = S._selective_scan_fwd_serial_kernel if variant == "serial" else S._selective_scan_fwd_pipe_kernel
         for kname, extra in kernels:
             for backward in (False, True):
                 if kinds is not None and kname + ("+ckpt" if backward else "") not in kinds:
@@ -527,8 +523,7 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
                        "num_warps": nw, "N": N, "checkpoints": backward}
                 try:
                     rec.update(_compile_one(kernel, sig, cx, nw, maxnreg), maxnreg=maxnreg)
-                    # elements (b, d, t, n) one thread handles per chunk iteration (the "lanes" kernel
-                    # has S rows a channel, S·BLOCK_D rows in all: still BLOCK_D·BLOCK_T·BLOCK_N elements)
+                    # elements (b, d, t, n) one thread handles per chunk iteration
                     rec["elems_per_thread_iter"] = bd * bt * BN / (32 * nw)
                     rec["loop_sass_per_elem"] = round(rec["loop_sass"] / rec["elems_per_thread_iter"], 2)
                 except Exception as e:  # noqa: BLE001
