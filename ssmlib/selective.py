@@ -68,10 +68,10 @@ channel blocks inside one group of B and C):
   chunk ahead (two chunks live in registers). With few sequences (batch
   1), ``seg_len`` splits L across programs: pass 1 runs every segment but the
   last from a zero state and keeps its end state and Σ Δ (the segment's decay
-  is ``exp(A Σ Δ)``); pass 2 walks the segments per (b, d, n) for the
-  entering states; pass 3 reruns every segment from its entering state and
-  writes the outputs (twice the exponentials, ``L / seg_len`` times the
-  programs). By default it splits only when there are fewer than 8 warps per
+  is ``exp(A Σ Δ)``); pass 2 reruns every segment, each program first folding
+  the earlier segments' end states into its entering state (``h ← exp(A Σ Δ)
+  h + end``, a few steps' work), and writes the outputs (twice the
+  exponentials, ``L / seg_len`` times the programs). By default it splits only when there are fewer than 8 warps per
   SM. Chunks are 16 steps for inference, with registers capped at 168 so that
   every program of the headline shape is resident at once (``_pipe_tiles``);
   before a backward they are as long as the checkpoint interval (8), which
@@ -585,9 +585,9 @@ def _selective_scan_fwd_pipe_kernel(
     #     registers), so the HBM latency hides behind 16 steps of arithmetic;
     # (3) optionally a segment of the sequence per program (axis 1 of the grid): with
     #     STATES_ONLY it writes only the segment's end state from a zero start and Σ Δ (the
-    #     segment's decay is exp(A Σ Δ)); with HAS_H0 it starts from the entering state that
-    #     _selective_scan_seg_combine_kernel computed. That is pass 1 and pass 3 of the split
-    #     forward, for few sequences (batch 1): twice the exponentials, n_seg times the programs.
+    #     segment's decay is exp(A Σ Δ)); with HAS_H0 it first folds the earlier segments' into
+    #     its entering state. Those are the two passes of the split forward, for few sequences
+    #     (batch 1): twice the exponentials, n_seg times the programs.
     pid = tl.program_id(0)
     seg = tl.program_id(1)
     blk = pid % n_dblocks
@@ -632,12 +632,14 @@ def _selective_scan_fwd_pipe_kernel(
         Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
     t0 = seg * seg_len
     t1 = tl.minimum(t0 + seg_len, L)
-    # segment buffers (batch, dim, n_seg, N + 1): the state, then Σ Δ
+    # segment buffers (batch, dim, n_seg, N + 1): pass 1's end state from zero, then Σ Δ
     seg_row = seg_ptr + (rows * n_seg + seg) * (N + 1)
-    if HAS_H0:
-        X = tl.load(seg_row[:, None] + ncol, mask=nmask, other=0.0).to(acc)
-    else:
-        X = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
+    X = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
+    if HAS_H0:    # the entering state: fold the earlier segments' in order, h ← exp(A Σ Δ) h + end
+        for prev in range(0, seg):
+            prev_row = seg_ptr + (rows * n_seg + prev) * (N + 1)
+            dts = tl.load(prev_row + N, mask=dmask, other=0.0)[:, None]
+            X = tl.exp2(dts * A2) * X + tl.load(prev_row[:, None] + ncol, mask=nmask, other=0.0)
     if STATES_ONLY:
         dtsum = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
     if STORE_STATES:     # the channels' checkpoint rows (batch, dim, n_ckpt, N), loop-invariant
@@ -747,30 +749,6 @@ def _selective_scan_fwd_pipe_kernel(
     if STORE_LAST:
         if seg == n_seg - 1:
             tl.store(last_ptr + rows[:, None] * N + ncol, X, mask=nmask)
-
-
-@triton.jit
-def _selective_scan_seg_combine_kernel(seg_ptr, A_ptr, dim, N, n_seg, total, BLOCK: tl.constexpr):
-    # Pass 2 of the split forward: per (b, d, n), walk the segments in order and replace each
-    # segment's (end state from zero, Σ Δ) by its entering state: h_0 = 0,
-    # h_{s+1} = exp(A Σ_s Δ) h_s + end_s.
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)          # flattened (b, d, n)
-    m = i < total
-    n = i % N
-    row = i // N                                                 # b·dim + d
-    d = row % dim
-    acc = tl.float64 if seg_ptr.dtype.element_ty == tl.float64 else tl.float32
-    a2 = tl.load(A_ptr + d * N + n, mask=m, other=0.0).to(acc) * 1.4426950408889634
-    base = seg_ptr + row.to(tl.int64) * n_seg * (N + 1)
-    h = tl.zeros([BLOCK], dtype=acc)
-    for s in range(n_seg - 1):                                   # (pass 1 skips the last segment)
-        p = base + s * (N + 1)
-        end = tl.load(p + n, mask=m, other=0.0)
-        dts = tl.load(p + N, mask=m, other=0.0)
-        tl.store(p + n, h, mask=m)
-        h = tl.exp2(dts * a2) * h + end
-    tl.store(base + (n_seg - 1) * (N + 1) + n, h, mask=m)
-    # (the Σ Δ slots are left as they are; pass 3 does not read them)
 
 
 @triton.jit
@@ -1334,16 +1312,24 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias):
     return batch, dim, L, N, G, groups[0] is not None, groups[1] is not None
 
 
-def _bc_steps(B, C, var_B, var_C, acc, L, N):
+def _dense_copy(X, dtype):
+    """A contiguous copy of ``X`` in ``dtype`` in one kernel (``X.to(dtype).contiguous()`` of a
+    strided X launches two; ``.to`` alone keeps the strides)."""
+    return torch.empty(X.shape, dtype=dtype, device=X.device).copy_(X)
+
+
+def _bc_steps(B, C, var_B, var_C, acc, L, N, Bt=None, Ct=None):
     """Input-dependent B, C as ``(batch, [G,] L, N)`` copies in the arithmetic dtype ``acc`` (a
-    step's N values one contiguous vector), and their (batch, group) strides; fixed ones as given,
-    strides 0. For the step-at-a-time kernels (serial and pipelined forwards, serial backward)."""
-    def one(X, var):
+    step's N values one contiguous vector; one copy kernel each), and their (batch, group) strides;
+    fixed ones as given, strides 0. For the step-at-a-time kernels (serial and pipelined forwards,
+    serial backward). ``Bt``, ``Ct``: copies the forward already made (the backward reuses them)."""
+    def one(X, var, Xt):
         if not var:
             return X, (0, 0)
-        Xt = X.transpose(-1, -2).to(acc).contiguous()
+        if Xt is None:
+            Xt = _dense_copy(X.transpose(-1, -2), acc)
         return Xt, (Xt.shape[1] * L * N if Xt.dim() == 4 else L * N, L * N)
-    (Bt, sB), (Ct, sC) = one(B, var_B), one(C, var_C)
+    (Bt, sB), (Ct, sC) = one(B, var_B, Bt), one(C, var_C, Ct)
     return Bt, Ct, sB, sC
 
 
@@ -1357,8 +1343,10 @@ def _bc_strides(X, var, N, L):
 
 
 # ----------------------------------------------------------------------------- launches
-def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states, config=None):
-    batch, dim, L, N, G, var_B, var_C = _check_args(u, delta, A, B, C, D, z, delta_bias)
+def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states, config=None, dims=None):
+    """out, last state (or None) and what the backward needs. ``dims``: :func:`_check_args`'s
+    result when the caller has checked the arguments already."""
+    batch, dim, L, N, G, var_B, var_C = dims or _check_args(u, delta, A, B, C, D, z, delta_bias)
     u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
     D = D.contiguous() if D is not None else None
     z = z.contiguous() if z is not None else None
@@ -1392,6 +1380,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
         nw = (config or {}).get("num_warps") or nw
         n_dblocks = runtime.cdiv(dpg, bd)
         last = torch.zeros(batch, dim, N, dtype=acc, device=u.device) if want_last else None
+        Bt = Ct = None
         if batch * dim and L:
             grid = batch * G * n_dblocks
             scratch = torch.empty(grid * 2 * bd * bt, dtype=acc, device=u.device)
@@ -1405,7 +1394,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), STORE_LAST=want_last,
                 STORE_STATES=want_states, CKPT=ckpt, EVEN_L=L % bt == 0, EVEN_N=runtime.next_pow2(N) == N,
                 BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=runtime.next_pow2(N), num_warps=nw)
-        saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
+        saved = (u, delta, A, B, C, D, z, delta_bias, states, Bt, Ct, (ckpt, G, var_B, var_C))
         return out, last, saved
     n_dblocks = runtime.cdiv(dpg, bd)
     if batch * dim and L:
@@ -1417,14 +1406,14 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
             VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), STORE_LAST=want_last,
             STORE_STATES=want_states, CKPT=ckpt, EVEN_L=L % bt == 0, BLOCK_D=bd, BLOCK_T=bt, num_warps=nw)
-    saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
+    saved = (u, delta, A, B, C, D, z, delta_bias, states, None, None, (ckpt, G, var_B, var_C))
     last = carry[:, :, (n_chunks - 1) % 2] if want_last and L else carry[:, :, 0]
     return out, (last.contiguous() if want_last else None), saved
 
 
 def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_states, config,
                        batch, dim, L, N, G, var_B, var_C, acc, ckpt, n_ckpt, states):
-    """The "pipelined" forward: one launch, or three when the sequence is split into segments."""
+    """The "pipelined" forward: one launch, or two when the sequence is split into segments."""
     # the chunk may be longer than the checkpoint interval (checkpoints then fall inside a chunk)
     bt, maxnreg = _pipe_tiles(N, want_states, ckpt)
     bt = config.get("block_t") or bt
@@ -1440,6 +1429,7 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
     out = torch.empty_like(u)
     last = torch.empty(batch, dim, N, dtype=acc, device=u.device) if want_last and batch * dim and L else (
         torch.zeros(batch, dim, N, dtype=acc, device=u.device) if want_last else None)
+    Bt = Ct = None
     if batch * dim and L:
         Bt, Ct, sB, sC = _bc_steps(B, C, var_B, var_C, acc, L, N)
         seg = torch.empty(batch, dim, n_seg, N + 1, dtype=acc, device=u.device) if n_seg > 1 else None
@@ -1462,14 +1452,10 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
             # pass 1: each segment but the last from a zero state: its end state and Σ Δ
             _selective_scan_fwd_pipe_kernel[(programs, n_seg - 1)](
                 *args, STORE_LAST=False, STORE_STATES=False, STATES_ONLY=True, HAS_H0=False, **common)
-            # pass 2: the entering state of every segment
-            total = batch * dim * N
-            _selective_scan_seg_combine_kernel[(runtime.cdiv(total, 256),)](seg, A, dim, N, n_seg, total,
-                                                                          BLOCK=256, num_warps=4)
-        # pass 3 (or the only pass): every segment from its entering state
+        # pass 2 (or the only pass): every segment from its entering state
         _selective_scan_fwd_pipe_kernel[(programs, n_seg)](
             *args, STORE_LAST=want_last, STORE_STATES=want_states, STATES_ONLY=False, HAS_H0=n_seg > 1, **common)
-    saved = (u, delta, A, B, C, D, z, delta_bias, states, (ckpt, G, var_B, var_C))
+    saved = (u, delta, A, B, C, D, z, delta_bias, states, Bt, Ct, (ckpt, G, var_B, var_C))
     return out, last, saved
 
 
@@ -1506,7 +1492,7 @@ def _pipe_seg_len(warps: int, L: int, bt: int, device) -> int:
 
 def _backward_serial(saved, softplus, dout, dlast, config):
     """The "serial" backward (``config={"bwd_variant": "serial"}``): see its kernel."""
-    u, delta, A, B, C, D, z, delta_bias, states, (bt, G, var_B, var_C) = saved
+    u, delta, A, B, C, D, z, delta_bias, states, Bt, Ct, (bt, G, var_B, var_C) = saved
     batch, dim, L = u.shape
     N = A.shape[1]
     acc = states.dtype
@@ -1529,7 +1515,7 @@ def _backward_serial(saved, softplus, dout, dlast, config):
     dD = torch.empty(batch, dim, dtype=acc, device=u.device) if D is not None else None
     dbias = torch.empty(batch, dim, dtype=acc, device=u.device) if delta_bias is not None else None
     if batch * dim and L:
-        Bt, Ct, sB, sC = _bc_steps(B, C, var_B, var_C, acc, L, N)
+        Bt, Ct, sB, sC = _bc_steps(B, C, var_B, var_C, acc, L, N, Bt, Ct)
         dl = dlast.to(acc).contiguous() if dlast is not None else None
         tw = max(bt, BN)
         maxnreg = config.get("bwd_maxnreg") or _bwd_serial_maxnreg(batch * G * n_dblocks, u.device)
@@ -1554,7 +1540,7 @@ def _backward_serial(saved, softplus, dout, dlast, config):
         if not var:
             return P.sum(0).to(X.dtype)
         g = P.sum(2)[..., :N].transpose(-1, -2)                 # (batch, G, N, L)
-        return (g[:, 0] if X.dim() == 3 else g).to(X.dtype).contiguous()
+        return _dense_copy(g[:, 0] if X.dim() == 3 else g, X.dtype)
     dA = dA.sum(0).to(A.dtype)
     dD = dD.sum(0).to(D.dtype) if D is not None else None
     dbias = dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None
@@ -1564,7 +1550,7 @@ def _backward_serial(saved, softplus, dout, dlast, config):
 def _backward(saved, softplus, dout, dlast, config=None):
     if ((config or {}).get("bwd_variant") or _bwd_variant()) == "serial":
         return _backward_serial(saved, softplus, dout, dlast, config or {})
-    u, delta, A, B, C, D, z, delta_bias, states, (bt, G, var_B, var_C) = saved
+    u, delta, A, B, C, D, z, delta_bias, states, Bt, Ct, (bt, G, var_B, var_C) = saved
     batch, dim, L = u.shape
     N = A.shape[1]
     acc = states.dtype
@@ -1616,13 +1602,13 @@ def _backward(saved, softplus, dout, dlast, config=None):
 
 class _SelectiveScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, return_last_state, config):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus, return_last_state, config, dims):
         need_grad = any(ctx.needs_input_grad[:8])
         out, last, saved = _forward(u, delta, A, B, C, D, z, delta_bias, softplus,
-                                    want_last=return_last_state, want_states=need_grad, config=config)
+                                    want_last=return_last_state, want_states=need_grad, config=config, dims=dims)
         if need_grad:
-            ctx.save_for_backward(*saved[:9])
-            ctx.meta = saved[9]
+            ctx.save_for_backward(*saved[:11])
+            ctx.meta = saved[11]
             ctx.softplus, ctx.config = softplus, config
             ctx.has = [t is not None for t in (D, z, delta_bias)]
         if return_last_state:
@@ -1632,10 +1618,9 @@ class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, *rest):
         dlast = rest[0] if rest else None
-        u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
-        saved = (u, delta, A, B, C, D, z, delta_bias, states, ctx.meta)
+        saved = (*ctx.saved_tensors, ctx.meta)
         du, ddelta, dA, dB, dC, dD, dz, dbias = _backward(saved, ctx.softplus, dout, dlast, ctx.config)
-        return du, ddelta, dA, dB, dC, dD, dz, dbias, None, None, None
+        return du, ddelta, dA, dB, dC, dD, dz, dbias, None, None, None, None
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -1661,7 +1646,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             docstring; its ``bwd_block_t`` defaults to 8);
             ``variant``: "pipelined" (default for N ≥ 4), "serial" or "scan" (see the module
             docstring); for "pipelined" also ``seg_len`` (power of two: split L
-            into segments of that length, three passes), ``bc_tile`` (0, 1: B and
+            into segments of that length, two passes), ``bc_tile`` (0, 1: B and
             C loaded per chunk, 2: a chunk ahead, the default on the GPU, 0 in the
             interpreter; 3: B a chunk ahead, C with its chunk) and ``maxnreg`` (a
             cap on registers per thread, so that more programs fit in an SM), as
@@ -1697,9 +1682,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                              f"(its chunk lives in registers): at most 32")
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
                                        for t in (u, delta, A, B, C, D, z, delta_bias)):
-        _check_args(u, delta, A, B, C, D, z, delta_bias)
+        dims = _check_args(u, delta, A, B, C, D, z, delta_bias)     # before autograd sees the arguments
         return _SelectiveScan.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus),
-                                    bool(return_last_state), config)
+                                    bool(return_last_state), config, dims)
     out, last, _ = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                             want_last=return_last_state, want_states=False, config=config)
     return (out, last) if return_last_state else out

@@ -101,8 +101,8 @@ def test_forward_scan_variant_float64(kind, G, L):
        ("grouped", 2, 40, 4, dict(seg_len=16, bc_tile=2)),
        ("var", 1, 37, 16, dict(bc_tile=3)), ("grouped", 2, 40, 3, dict(seg_len=16, bc_tile=3))])
 def test_forward_pipelined_variant_float64(kind, G, L, N, cfg):
-    """The pipelined forward, in one pass and split into segments (three passes: segment end states
-    from zero, their combination, the outputs from the entering states), B and C per step or per chunk."""
+    """The pipelined forward, in one pass and split into segments (two passes: segment end states
+    from zero, then the outputs, each segment folding the earlier ones' into its entering state), B and C per step or per chunk."""
     t = make(2, 6, L, N, kind, G)
     out, last = call(selective_scan, t, config=dict(variant="pipelined", **cfg))
     ref, ref_last = call(selective_scan_ref, t)
@@ -461,17 +461,17 @@ def test_bad_config():
 
 def test_kernels_compile_for_sm90():
     """The interpreter misses what only the compiler checks: compile the pipelined forward (one pass,
-    split pass 1 and pass 3, B/C per step and per chunk) for sm_90a in a subprocess, with every
+    split pass 1 and pass 2, B/C per step and per chunk) for sm_90a in a subprocess, with every
     pointer typed as a real call types it (placeholders of unused options in the input's dtype);
     no layout conversion through shared memory and no barrier in the chunk loop."""
     from ssmlib.bench.selective import compile_report
 
     recs = compile_report([("pipelined", "bf16", 32, 16, 4, 16), ("pipelined+bc_tile", "fp32", 32, 16, 4, 16),
                            ("pipelined+bc_tile2", "fp16", 32, 8, 4, 16)],
-                          kinds=("fwd+ckpt", "fwd_split_pass1"), state_update=False)
+                          kinds=("fwd+ckpt", "fwd_split_pass1", "fwd_split_pass2"), state_update=False)
     errors = [r for r in recs if "error" in r]
     assert not errors, errors
-    assert len(recs) == 6
+    assert len(recs) == 9
     for r in recs:
         assert r["registers"] and r["spill_store_bytes"] == 0, r
         assert r["loop_bar"] == 0 and r["loop_lds_sts"] == 0 and r["loop_ex2"] >= r["elems_per_thread_iter"], r

@@ -223,7 +223,7 @@ def by_length(ceil, Ls=tuple(512 * 2**k for k in range(9)), batch=1, dim=1024, N
                 torch.cuda.empty_cache()
             if DEVICE == "cuda":
                 # the default forward (and forward+backward) replayed from a CUDA graph: at short L the
-                # Python checks, autograd and the launches (B/C transposes, up to three kernels
+                # Python checks, autograd and the launches (B/C transposes, up to two kernels
                 # forward, the sums of the dB, dC partials backward) are a large part of the time
                 f = (lambda: _call(selective_scan, t)) if passes == "fwd" else _fwd_bwd(selective_scan, t)
                 impl = "triton_graph" if passes == "fwd" else "triton_graph_fwd_bwd"
@@ -497,7 +497,7 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
         kernels = ([("fwd", {})] if variant == "serial" else
                    [("fwd", dict(STATES_ONLY=False, HAS_H0=False, **bc)),
                     ("fwd_split_pass1", dict(STATES_ONLY=True, HAS_H0=False, **bc)),
-                    ("fwd_split_pass3", dict(STATES_ONLY=False, HAS_H0=True, **bc))])
+                    ("fwd_split_pass2", dict(STATES_ONLY=False, HAS_H0=True, **bc))])
         kernel = S._selective_scan_fwd_serial_kernel if variant == "serial" else S._selective_scan_fwd_pipe_kernel
         for kname, extra in kernels:
             for backward in (False, True):
@@ -527,7 +527,7 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
                     rec["elems_per_thread_iter"] = bd * bt * BN / (32 * nw)
                     rec["loop_sass_per_elem"] = round(rec["loop_sass"] / rec["elems_per_thread_iter"], 2)
                 except Exception as e:  # noqa: BLE001
-                    rec["error"] = repr(e)[:800]
+                    rec["error"] = f"{type(e).__name__}: {str(e)[-1500:]}"   # the message is at the end
                 out.append(rec)
     k = S._selective_state_update_kernel
     for bd, nw in ((64, 4), (32, 4), (128, 4)) if state_update else ():
@@ -600,7 +600,7 @@ def compile_report(configs=None, kinds=None, state_update=True) -> list[dict]:
 
     ``configs``: (variant, dtype, block_d, block_t, num_warps, N) tuples (default
     :data:`COMPILE_CONFIGS`); ``kinds``: which kernels of each ("fwd", "fwd_split_pass1",
-    "fwd_split_pass3", each optionally with "+ckpt": storing the backward's checkpoints); all by
+    "fwd_split_pass2", each optionally with "+ckpt": storing the backward's checkpoints); all by
     default. Per record: ptxas registers and spills, shared memory, layout conversions in the
     TTGIR, and SASS counts of the chunk loop (instructions, per (b, d, t, n) element of a thread,
     MUFU.EX2, BAR, SHFL, LDG, LDS/STS, STG)."""
