@@ -339,6 +339,23 @@ def _load_bc(var_ptrs, tmask, fixed_ptrs, dmask, VAR: tl.constexpr, EVEN_L: tl.c
 
 
 @triton.jit
+def _channel_block(pid, dim, dpg, n_dblocks, BLOCK_D: tl.constexpr):
+    """The scan kernels' program ``pid``: batch element b, group g of B and C, and its block of
+    BLOCK_D channels of the group (n_dblocks blocks a group of dpg channels): d (the channels),
+    dmask (d inside the group) and rows = b·dim + d (int64: the sequences' index)."""
+    blk = pid % n_dblocks
+    bg = pid // n_dblocks
+    G = dim // dpg
+    g = bg % G
+    b = bg // G
+    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = dl < dpg
+    d = g * dpg + dl
+    rows = b.to(tl.int64) * dim + d
+    return b, g, d, dmask, rows
+
+
+@triton.jit
 def _selective_scan_fwd_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, carry_ptr, states_ptr,
         dim, L, N, dpg, n_dblocks, n_chunks, n_ckpt,
@@ -349,15 +366,7 @@ def _selective_scan_fwd_kernel(
         BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
     # Program: batch element b, group g, channels blk*BLOCK_D ... of the group.
     pid = tl.program_id(0)
-    blk = pid % n_dblocks
-    bg = pid // n_dblocks
-    G = dim // dpg
-    g = bg % G
-    b = bg // G
-    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)                   # channel within the group
-    dmask = dl < dpg
-    d = g * dpg + dl                                             # channel
-    rows = b.to(tl.int64) * dim + d                              # sequence index b·dim + d
+    b, g, d, dmask, rows = _channel_block(pid, dim, dpg, n_dblocks, BLOCK_D)
     acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
     t_in = tl.arange(0, BLOCK_T)
     # Every (BLOCK_D, BLOCK_T) tile of the program, including B and C broadcast over the
@@ -430,15 +439,7 @@ def _selective_scan_fwd_serial_kernel(
     # The serial variant: a (BLOCK_D, BLOCK_N) state tile, a step at a time. Variable B and C
     # come transposed, (batch, G, L, N), so that B_t is a contiguous vector.
     pid = tl.program_id(0)
-    blk = pid % n_dblocks
-    bg = pid // n_dblocks
-    G = dim // dpg
-    g = bg % G
-    b = bg // G
-    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)
-    dmask = dl < dpg
-    d = g * dpg + dl
-    rows = b.to(tl.int64) * dim + d
+    b, g, d, dmask, rows = _channel_block(pid, dim, dpg, n_dblocks, BLOCK_D)
     acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
     ncol = tl.arange(0, BLOCK_N)[None, :]
     t_in = tl.arange(0, BLOCK_T)
@@ -590,15 +591,7 @@ def _selective_scan_fwd_pipe_kernel(
     #     (batch 1): twice the exponentials, n_seg times the programs.
     pid = tl.program_id(0)
     seg = tl.program_id(1)
-    blk = pid % n_dblocks
-    bg = pid // n_dblocks
-    G = dim // dpg
-    g = bg % G
-    b = bg // G
-    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)
-    dmask = dl < dpg
-    d = g * dpg + dl
-    rows = b.to(tl.int64) * dim + d
+    b, g, d, dmask, rows = _channel_block(pid, dim, dpg, n_dblocks, BLOCK_D)
     acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
     ncol = tl.arange(0, BLOCK_N)[None, :]
     t_in = tl.arange(0, BLOCK_T)
@@ -761,15 +754,7 @@ def _selective_scan_bwd_kernel(
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, EVEN_L: tl.constexpr, FLIP: tl.constexpr,
         BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
     pid = tl.program_id(0)
-    blk = pid % n_dblocks
-    bg = pid // n_dblocks
-    G = dim // dpg
-    g = bg % G
-    b = bg // G
-    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)
-    dmask = dl < dpg
-    d = g * dpg + dl
-    rows = b.to(tl.int64) * dim + d
+    b, g, d, dmask, rows = _channel_block(pid, dim, dpg, n_dblocks, BLOCK_D)
     acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
     t_in = tl.arange(0, BLOCK_T)
     ncol = tl.arange(0, BLOCK_N)[None, :]
@@ -953,15 +938,7 @@ def _selective_scan_bwd_serial_kernel(
     #     per chunk and written as float32 partials per (program, t, n) (the host adds the channel
     #     blocks: deterministic, no atomics). Fixed B, C accumulate per (d, n) in registers.
     pid = tl.program_id(0)
-    blk = pid % n_dblocks
-    bg = pid // n_dblocks
-    G = dim // dpg
-    g = bg % G
-    b = bg // G
-    dl = blk * BLOCK_D + tl.arange(0, BLOCK_D)
-    dmask = dl < dpg
-    d = g * dpg + dl
-    rows = b.to(tl.int64) * dim + d
+    b, g, d, dmask, rows = _channel_block(pid, dim, dpg, n_dblocks, BLOCK_D)
     acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
     nvec = tl.arange(0, BLOCK_N)
     ncol = nvec[None, :]
@@ -1002,7 +979,7 @@ def _selective_scan_bwd_serial_kernel(
         MU = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     # dB/dC partials of input-dependent B/C: (batch, G, n_dblocks, L, NS) float32 (float64)
-    part = ((bg * n_dblocks + blk).to(tl.int64) * L) * NS
+    part = (pid.to(tl.int64) * L) * NS                    # program pid = (b·G + g)·n_dblocks + block
     p_t = tl.arange(0, BLOCK_T)[:, None]
     p_n = tl.arange(0, BLOCK_N)[None, :]
     # A zero (BLOCK_D, BLOCK_T, BLOCK_N) tile to start the chunk tiles from. Made by a load that

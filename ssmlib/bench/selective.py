@@ -540,7 +540,7 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
         try:
             rec.update(_compile_one(k, sig, cx, nw))
         except Exception as e:  # noqa: BLE001
-            rec["error"] = repr(e)[:800]
+            rec["error"] = f"{type(e).__name__}: {str(e)[-1500:]}"   # the message is at the end
         out.append(rec)
     return out
 
@@ -582,7 +582,7 @@ def _compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg=None) -> dict:
             # warps) plus the rest of the chunk loop; loop_sass_per_elem undercounts it N-fold
             rec["note"] = "loop_sass counts the per-state loop's body once (run N times per chunk)"
     except Exception as e:  # noqa: BLE001
-        rec["error"] = repr(e)[:800]
+        rec["error"] = f"{type(e).__name__}: {str(e)[-1500:]}"
     return rec
 
 
