@@ -89,8 +89,11 @@ itself: 13.3 instructions an element at 70 registers, no barrier, compile-only)
 was built, timed on the H200 and removed: in every tile and register cap tried
 it was 1.5× to 3× slower than the default at the headline shape in bf16, 2× to
 4× in float32, and 8× to 18× at batch 1, L 16K, where it has no segments
-(``book/results/logs/selective_lanes_session6.json``). Where the time went was
-not profiled: the instruction count is not what bounds these kernels.
+(``book/results/logs/selective_lanes_session6.json``). Nsight Compute
+(``book/results/logs/ncu_session6_lanes_vs_pipelined_bf16.txt``) says why: like
+rowwise, it has a thread per row, batch·dim·2 threads, 5.7 active warps per SM at
+the headline shape (the default: 11.2), each waiting on its loads (6 of its 8.8
+cycles between instructions), so a scheduler issued every sixth cycle.
 
 Instruction counts in the sm_90a code (compile-only: ``python -m
 ssmlib.bench.selective --compile-only``; N = 16, block 32×16, 4 warps, SASS of
@@ -116,7 +119,11 @@ channel its Δ_t and Δ_t·u_t (a compile-time select and a 2-level butterfly
 each): a third of the loop. At perfect issue (4 warp-instructions per clock
 per SM) that count alone takes about 2× the exp-bound floor; Nsight Compute
 (``tools/profile_kernels.py``) saw the 8-step version issue 0.68
-instructions per clock per scheduler with 10 resident warps per SM. Handing
+instructions per clock per scheduler with 10 resident warps per SM, and the
+default (16 steps, 168 registers) 0.66 with 11.2 and its L1 at 69% of its
+throughput, 3.7 M of its requests local-memory spills of the register cap
+(``book/results/logs/ncu_session6_lanes_vs_pipelined_bf16.txt``): fewer
+instructions alone would not halve its time. Handing
 Δ over in a layout replicated across a channel's lanes would remove most of
 those 22; Triton 3.6 offers no way to ask for it (compile-only: a 3D
 broadcast of the Δ tile made it pick layouts with shared-memory round trips
