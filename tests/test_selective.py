@@ -102,7 +102,8 @@ def test_forward_scan_variant_float64(kind, G, L):
        ("var", 1, 37, 16, dict(bc_tile=3)), ("grouped", 2, 40, 3, dict(seg_len=16, bc_tile=3))])
 def test_forward_pipelined_variant_float64(kind, G, L, N, cfg):
     """The pipelined forward, in one pass and split into segments (two passes: segment end states
-    from zero, then the outputs, each segment folding the earlier ones' into its entering state), B and C per step or per chunk."""
+    from zero, then the outputs, each segment folding the earlier ones' into its entering state),
+    B and C per step or per chunk."""
     t = make(2, 6, L, N, kind, G)
     out, last = call(selective_scan, t, config=dict(variant="pipelined", **cfg))
     ref, ref_last = call(selective_scan_ref, t)
@@ -431,6 +432,17 @@ def test_wrong_device():
         call(selective_scan, t)
 
 
+def test_arguments_checked_once_under_autograd(monkeypatch):
+    """A differentiable call checks its arguments before autograd sees them, and not again inside."""
+    from ssmlib import selective as S
+    calls = []
+    check = S._check_args
+    monkeypatch.setattr(S, "_check_args", lambda *a: calls.append(1) or check(*a))
+    t = {k: v.requires_grad_() if v is not None else None for k, v in make(1, 2, 5, 3).items()}
+    call(selective_scan, t)[0].sum().backward()
+    assert len(calls) == 1 and t["u"].grad is not None
+
+
 def test_bad_config():
     t = _good()
     with pytest.raises(ValueError, match="block_t must be a power of two"):
@@ -451,6 +463,8 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bc_tile=4))
     with pytest.raises(ValueError, match="unknown key 'scratch'"):       # a removed option
         call(selective_scan, t, config=dict(scratch=True))
+    with pytest.raises(ValueError, match="config variant must be one of"):    # a removed variant
+        call(selective_scan, t, config=dict(variant="lanes"))
     with pytest.raises(ValueError, match="config maxnreg must be >= 1"):
         call(selective_scan, t, config=dict(maxnreg=0))
     with pytest.raises(ValueError, match="config bwd_maxnreg must be >= 1"):
