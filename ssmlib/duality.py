@@ -136,14 +136,28 @@ start from ``dh = 0`` at its end (one product per block: ``du`` needs only dy
 and z) and its total log-decay; the full pass folds those of the later
 segments into its starting ``dh`` (``dh ← exp(Σ a) dh + local``, last first).
 In the H200 sweep, forward+backward at the 2.7B shape took about twelve times
-the forward alone, and fell as the P-blocks per head went from 4 to 2 to 1: the
-float32 atomics on dB and dC dominate, all 80 heads of the group adding into
-the same elements. ``bwd_bc="per_head"`` writes them to a float32 buffer per
+the forward alone, and fell as the P-blocks per head went from 4 to 2 to 1: with
+several P-blocks the float32 atomics on dB and dC dominated, all 80 heads of the
+group adding into the same elements. ``bwd_bc="per_head"`` writes them to a float32 buffer per
 head, ``(batch, L, H, N)``, with plain stores when one P-block covers the head,
 and sums each group's heads afterwards. That costs H/G times the memory of dB
 and dC but has no contention (with one P-block per head it also makes dB and
 dC deterministic); ``_launch_config`` takes it when the sequence is split
 into segments, where the sweep measured it faster.
+
+Where the time goes (Nsight Compute on the H200, batch 8, bf16, default tiles:
+``book/results/logs/ncu_session6_ssd_fwd_bwd_bf16.txt``). The forward: 255
+registers a thread, so two 4-warp programs an SM (2.42 waves of 640), two warps
+a scheduler, one instruction every 2.8 cycles per scheduler, L1 and shared
+memory at 66% of their throughput (where the products' operands and the layout
+conversions between them pass), 40% of the waits on shared-memory (or MUFU)
+results: latency- and shared-memory-bound, not tensor-core-bound (29% of the
+SM's compute). The backward: one 8-warp program an SM and 110 M local-memory
+requests of register spills, one instruction every 7.7 cycles per scheduler, 37%
+of the waits on L1 (local or global) loads; with one P-block per head the
+per-head dB, dC buffers measured no faster than the atomics at that shape
+(``book/results/ssd_sweep.json``): the spilling body is the cost, and a backward
+with smaller live tiles a block (or split in two passes) is the next step.
 
 """
 from __future__ import annotations

@@ -13,8 +13,9 @@ one profiled. Kernels and shapes: ``selective VARIANT DTYPE`` (variant "default"
 "serial" or "scan"; batch 8, dim 1536, N 16, L 2048), ``selective_bwd
 DTYPE`` (the default fwd+bwd), ``state_update`` (batch 64, dim 4096, N 16),
 ``ssd TILE DTYPE`` (TILE: block_t x num_warps [x block_p], e.g. "32x4" or
-"64x4x32"; batch 8, L 4096, H 80, P 64, N 128) and ``ssd_small TILE DTYPE``
-(batch 1, L 16K, H 32, N 64).
+"64x4x32"; batch 8, L 4096, H 80, P 64, N 128), ``ssd_small TILE DTYPE``
+(batch 1, L 16K, H 32, N 64) and ``ssd_bwd DTYPE`` (the default forward and
+backward at the batch-8 shape; ``-k regex:bwd`` picks the backward kernel).
 """
 from __future__ import annotations
 
@@ -64,6 +65,16 @@ def ssd_call(tile: str, dtype: str, small: bool) -> None:
         torch.cuda.synchronize()
 
 
+def ssd_bwd(dtype: str) -> None:
+    from ssmlib import ssd
+    from ssmlib.bench.duality import _inputs
+    i = {k: v.requires_grad_() for k, v in _inputs(8, 4096, 80, 64, 128, 1, dtype=DTYPES[dtype]).items()}
+    for _ in range(2):
+        y = ssd(i["x"], i["dt"], i["A"], i["B"], i["C"], 256, D=i["D"], dt_bias=i["dt_bias"], dt_softplus=True)
+        torch.autograd.grad(y, list(i.values()), torch.ones_like(y))
+        torch.cuda.synchronize()
+
+
 if __name__ == "__main__":
     what, *rest = sys.argv[1:] or ["help"]
     if what == "selective":
@@ -72,6 +83,8 @@ if __name__ == "__main__":
         selective("default", *rest, backward=True)
     elif what == "state_update":
         state_update()
+    elif what == "ssd_bwd":
+        ssd_bwd(*rest)
     elif what in ("ssd", "ssd_small"):
         ssd_call(*rest, small=what == "ssd_small")
     else:
