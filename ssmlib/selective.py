@@ -363,6 +363,28 @@ def _channel_block(pid, dim, dpg, n_dblocks, BLOCK_D: tl.constexpr):
 
 
 @triton.jit
+def _channel_params(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, d, dmask, ncol, nmask, N, VAR_B: tl.constexpr,
+                    VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, acc: tl.constexpr):
+    """The parameters of the channels d of a (BLOCK_D, BLOCK_N) state tile: A·log2(e) (the steps
+    take exp2), fixed B and C (0.0 when input-dependent), delta_bias and D as (BLOCK_D, 1)
+    columns (0.0 when absent)."""
+    A2 = tl.load(A_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc) * 1.4426950408889634
+    Bfix = 0.0
+    if not VAR_B:
+        Bfix = tl.load(B_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
+    Cfix = 0.0
+    if not VAR_C:
+        Cfix = tl.load(C_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
+    bias = 0.0
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+    Dv = 0.0
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
+    return A2, Bfix, Cfix, bias, Dv
+
+
+@triton.jit
 def _selective_scan_fwd_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, carry_ptr, states_ptr,
         dim, L, N, dpg, n_dblocks, n_chunks, n_ckpt,
@@ -456,19 +478,12 @@ def _selective_scan_fwd_serial_kernel(
     else:
         nmask = dmask[:, None] & (ncol < N)
     zero_rows = rows[:, None] * 0
-    A2 = tl.load(A_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc) * 1.4426950408889634
+    A2, Bfix, Cfix, bias, Dv = _channel_params(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, d, dmask, ncol, nmask, N,
+                                               VAR_B, VAR_C, HAS_D, HAS_BIAS, acc)
     if VAR_B:
         B_row = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + ncol + zero_rows
-    else:
-        Bfix = tl.load(B_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
     if VAR_C:
         C_row = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + ncol + zero_rows
-    else:
-        Cfix = tl.load(C_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
     # Per chunk, Δ (bias, softplus) and Δ·u are computed once per (d, t) on the chunk's tile and
     # parked in this program's scratch (L1/L2), from where each step reads its column; the
     # threads that share a channel then do not repeat the softplus.
@@ -614,22 +629,14 @@ def _selective_scan_fwd_pipe_kernel(
         NS: tl.constexpr = BLOCK_N
     else:
         NS = N
-    A2 = tl.load(A_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc) * 1.4426950408889634
+    A2, Bfix, Cfix, bias, Dv = _channel_params(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, d, dmask, ncol, nmask, N,
+                                               VAR_B, VAR_C, HAS_D, HAS_BIAS, acc)
     B_base = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + zero_rows
     C_base = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + zero_rows
     if VAR_B:
         B_row = B_base + ncol
-    else:
-        Bfix = tl.load(B_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
     if VAR_C:
         C_row = C_base + ncol
-    else:
-        Cfix = tl.load(C_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
-    bias = 0.0                                           # unused without delta_bias
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
     t0 = seg * seg_len
     t1 = tl.minimum(t0 + seg_len, L)
     # segment buffers (batch, dim, n_seg, N + 1): pass 1's end state from zero, then Σ Δ
@@ -962,22 +969,19 @@ def _selective_scan_bwd_serial_kernel(
         nmask = dmask[:, None] & (ncol < N)
         NS = N
     zero_rows = rows[:, None] * 0
-    A2 = tl.load(A_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc) * 1.4426950408889634
+    A2, Bfix, Cfix, bias, Dv = _channel_params(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, d, dmask, ncol, nmask, N,
+                                               VAR_B, VAR_C, HAS_D, HAS_BIAS, acc)
     if VAR_B:
         B_row = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + ncol + zero_rows
     else:
-        Bfix = tl.load(B_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
         dBf = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     if VAR_C:
         C_row = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + ncol + zero_rows
     else:
-        Cfix = tl.load(C_ptr + d[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
         dCf = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
         dbias_acc = tl.zeros([BLOCK_D, TW], dtype=acc)
     if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
         dD_acc = tl.zeros([BLOCK_D, TW], dtype=acc)
     # μ: the adjoint flowing into the current step from the later ones (d last_state at the end)
     if HAS_DLAST:
