@@ -152,12 +152,15 @@ a scheduler, one instruction every 2.8 cycles per scheduler, L1 and shared
 memory at 66% of their throughput (where the products' operands and the layout
 conversions between them pass), 40% of the waits on shared-memory (or MUFU)
 results: latency- and shared-memory-bound, not tensor-core-bound (29% of the
-SM's compute). The backward: one 8-warp program an SM and 110 M local-memory
-requests of register spills, one instruction every 7.7 cycles per scheduler, 37%
-of the waits on L1 (local or global) loads; with one P-block per head the
-per-head dB, dC buffers measured no faster than the atomics at that shape
-(``book/results/ssd_sweep.json``): the spilling body is the cost, and a backward
-with smaller live tiles a block (or split in two passes) is the next step.
+SM's compute). More programs an SM did not help: block_p 32, register caps of
+168 or 128 (3 or 4 programs an SM, with spills) were all slower at both shapes
+(``book/results/logs/ssd_fwd_occupancy_session6.json``). The backward: one
+8-warp program an SM and 110 M local-memory requests of register spills, one
+instruction every 7.7 cycles per scheduler, 37% of the waits on L1 (local or
+global) loads; with one P-block per head the per-head dB, dC buffers measured no
+faster than the atomics at that shape (``book/results/ssd_sweep.json``): the
+spilling body is the cost, and a backward with smaller live tiles a block (or
+split in two passes) is the next step.
 
 """
 from __future__ import annotations
