@@ -71,11 +71,11 @@ channel blocks inside one group of B and C):
   is ``exp(A Σ Δ)``); pass 2 reruns every segment, each program first folding
   the earlier segments' end states into its entering state (``h ← exp(A Σ Δ)
   h + end``, a few steps' work), and writes the outputs (twice the
-  exponentials, ``L / seg_len`` times the programs). By default it splits only when there are fewer than 8 warps per
-  SM. Chunks are 16 steps for inference, with registers capped at 168 so that
-  every program of the headline shape is resident at once (``_pipe_tiles``);
-  before a backward they are as long as the checkpoint interval (8), which
-  measured faster there. A chunk longer than the interval writes its
+  exponentials, ``L / seg_len`` times the programs). By default it splits
+  only when there are fewer than 8 warps per SM. Chunks are 16 steps for
+  inference, with registers capped at 168 so that every program of the
+  headline shape is resident at once (``_pipe_tiles``); before a backward they
+  are as long as the checkpoint interval (8), which measured faster there. A chunk longer than the interval writes its
   checkpoints from inside the step loop.
 A "rowwise" variant (one thread per channel, its N states in registers: 9.4
 instructions per element against 16.8 in the sm_90a code) was built, timed on
