@@ -154,7 +154,8 @@ conversions between them pass), 40% of the waits on shared-memory (or MUFU)
 results: latency- and shared-memory-bound, not tensor-core-bound (29% of the
 SM's compute). More programs an SM did not help: block_p 32, register caps of
 168 or 128 (3 or 4 programs an SM, with spills) were all slower at both shapes
-(``book/results/logs/ssd_fwd_occupancy_session6.json``). The backward: one
+(``book/results/logs/ssd_fwd_occupancy_session6.json``), and neither did 4 or 5
+pipeline stages (``ssd_fwd_stages_session6.json`` there). The backward: one
 8-warp program an SM and 110 M local-memory requests of register spills, one
 instruction every 7.7 cycles per scheduler, 37% of the waits on L1 (local or
 global) loads; with one P-block per head the per-head dB, dC buffers measured no
