@@ -138,12 +138,12 @@ segments into its starting ``dh`` (``dh ← exp(Σ a) dh + local``, last first).
 In the H200 sweep, forward+backward at the 2.7B shape took about twelve times
 the forward alone, and fell as the P-blocks per head went from 4 to 2 to 1: with
 several P-blocks the float32 atomics on dB and dC dominated, all 80 heads of the
-group adding into the same elements. ``bwd_bc="per_head"`` writes them to a float32 buffer per
-head, ``(batch, L, H, N)``, with plain stores when one P-block covers the head,
-and sums each group's heads afterwards. That costs H/G times the memory of dB
-and dC but has no contention (with one P-block per head it also makes dB and
-dC deterministic); ``_launch_config`` takes it when the sequence is split
-into segments, where the sweep measured it faster.
+group adding into the same elements. ``bwd_bc="per_head"`` writes them to a
+float32 buffer per head, ``(batch, L, H, N)``, with plain stores when one
+P-block covers the head, and sums each group's heads afterwards. That costs H/G
+times the memory of dB and dC but has no contention (with one P-block per head
+it also makes dB and dC deterministic); ``_launch_config`` takes it when the
+sequence is split into segments, where the sweep measured it faster.
 
 Where the time goes (Nsight Compute on the H200, batch 8, bf16, default tiles:
 ``book/results/logs/ncu_session6_ssd_fwd_bwd_bf16.txt``). The forward: 255

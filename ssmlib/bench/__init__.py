@@ -155,6 +155,12 @@ def sass_loop_stats(cubin: bytes) -> dict:
             "bar_total": count(insts, r"\bBAR\b")}
 
 
+def compile_error(e: Exception) -> str:
+    """A failed compilation for a compile-only report: the exception's type and the end of its
+    message (Triton's CompilationError prints the kernel's source first and the cause last)."""
+    return f"{type(e).__name__}: {str(e)[-1500:]}"
+
+
 def compile_sm90(kernel, signature: dict, constexprs: dict, divisible=(), num_warps: int = 4,
                  num_stages: int | None = None, maxnreg: int | None = None):
     """Compile a ``@triton.jit`` kernel for an H100/H200 (sm_90a) without a GPU, and read ptxas.

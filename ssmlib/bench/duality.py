@@ -97,8 +97,8 @@ import torch.nn.functional as F
 
 from .. import runtime
 from ..duality import ssd, ssd_step
-from . import (ceilings, compile_sm90, environment, in_compiler_subprocess, median_ms, rel_err, roofline_ms,
-               sass_loop_stats)
+from . import (ceilings, compile_error, compile_sm90, environment, in_compiler_subprocess, median_ms, rel_err,
+               roofline_ms, sass_loop_stats)
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -512,7 +512,7 @@ def _compile_one(rec, kernel, sig, constexprs, divisible, num_warps, num_stages)
     try:
         c, stats = compile_sm90(kernel, sig, constexprs, divisible, num_warps, num_stages)
     except Exception as e:  # noqa: BLE001
-        return {**rec, "error": repr(e)[:500]}
+        return {**rec, "error": compile_error(e)}
     ptx = c.asm["ptx"]
     return {**rec, **stats, "wgmma": ptx.count("wgmma.mma_async"),
             "mma_sync": len(re.findall(r"\bmma\.sync", ptx)), **sass_loop_stats(c.asm["cubin"])}

@@ -48,7 +48,8 @@ import triton
 import triton.language as tl
 
 from ..selective import (selective_scan, selective_scan_ref, selective_scan_unfused, selective_state_update)
-from . import compile_sm90, environment, host_ms, in_compiler_subprocess, median_ms, rel_err, sass_loop_stats
+from . import (compile_error, compile_sm90, environment, host_ms, in_compiler_subprocess, median_ms, rel_err,
+               sass_loop_stats)
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -320,9 +321,7 @@ BWD_SERIAL_CONFIGS = [(8, 32, 4), (8, 16, 2), (8, 8, 1), (8, 64, 8), (8, 32, 8),
 
 def bwd_config_dict(c) -> dict:
     """A :data:`BWD_CONFIGS` entry (its 4th element the flip, a bool) or a :data:`BWD_SERIAL_CONFIGS`
-    one (3 elements, or a 4th that is maxnreg; or a ``config`` dict already) as a ``config`` dict."""
-    if isinstance(c, dict):
-        return dict(c)
+    one (3 elements, or a 4th that is maxnreg) as a ``config`` dict."""
     if len(c) == 4 and isinstance(c[3], bool):
         return dict(bwd_variant="scan", bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2], bwd_flip=c[3])
     cfg = dict(bwd_variant="serial", bwd_block_t=c[0], bwd_block_d=c[1], bwd_num_warps=c[2])
@@ -527,7 +526,7 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
                     rec["elems_per_thread_iter"] = bd * bt * BN / (32 * nw)
                     rec["loop_sass_per_elem"] = round(rec["loop_sass"] / rec["elems_per_thread_iter"], 2)
                 except Exception as e:  # noqa: BLE001
-                    rec["error"] = f"{type(e).__name__}: {str(e)[-1500:]}"   # the message is at the end
+                    rec["error"] = compile_error(e)
                 out.append(rec)
     k = S._selective_state_update_kernel
     for bd, nw in ((64, 4), (32, 4), (128, 4)) if state_update else ():
@@ -540,7 +539,7 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
         try:
             rec.update(_compile_one(k, sig, cx, nw))
         except Exception as e:  # noqa: BLE001
-            rec["error"] = f"{type(e).__name__}: {str(e)[-1500:]}"   # the message is at the end
+            rec["error"] = compile_error(e)
         out.append(rec)
     return out
 
@@ -582,7 +581,7 @@ def _compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg=None) -> dict:
             # warps) plus the rest of the chunk loop; loop_sass_per_elem undercounts it N-fold
             rec["note"] = "loop_sass counts the per-state loop's body once (run N times per chunk)"
     except Exception as e:  # noqa: BLE001
-        rec["error"] = f"{type(e).__name__}: {str(e)[-1500:]}"
+        rec["error"] = compile_error(e)
     return rec
 
 
