@@ -95,9 +95,43 @@ its segment as above. Cost: x, dt and B read a second time for (S−1)/S of the
 sequence (about +45% bytes at P = 64, N = 64: 0.033 → 0.048 ms at copy speed)
 and one more launch, against S× the programs and S× shorter chains.
 ``_launch_config`` picks the smallest power of two S giving at least 2·132
-programs (S = 16 here, S = 1, the single minimal-traffic pass, at the 2.7B
-shape). This is the two-level version of the chunked algorithm itself: chunks
-inside a program, segments across programs.
+programs (S = 16 here, S = 1 at the 2.7B shape, which instead chains two
+segments in one launch: below). This is the two-level version of the chunked
+algorithm itself: chunks inside a program, segments across programs.
+
+Three refinements for long forwards (``_launch_config`` turns them on for 16-bit inputs when
+``batch·L·H·P·N ≥ 2³³``, the 2.7B shape's 2·10¹⁰; all measured on the H200 at that shape in
+``book/results/logs/ssd_fwd_*_session7.json``):
+
+* **Chained segments.** 640 programs of two an SM are 2.42 waves: the third runs 112 programs
+  on 132 SMs, and a program alone on an SM took as long as one sharing it (H = 66 heads, two
+  full waves, took 0.662 ms; H = 80, 0.978: 2.95 program-lengths for 2.42 of work). Cutting
+  each sequence in two and running the halves in *one* launch evens the waves: a program takes a
+  ticket (an atomic counter, so tickets follow the order in which programs start), the
+  segment slowest, and a program of segment s spins on a flag until the program of segment
+  s − 1 has stored its end state, which it then loads. With more than two waves of programs
+  the predecessor started a wave earlier and has long finished: nothing waits, no states-only
+  pass, nothing read twice. 0.978 → 0.886 ms; three or more segments were slower (each
+  program's start costs a few µs: 0.949 at 3, 1.111 at 16).
+* **A prep launch** (``_ssd_prep_kernel``, one program per batch element and block, all
+  heads) computes Δ (bias, softplus) and the in-block cumulative decays ``cs`` into two
+  float32 rows per head; the walk loads them a block ahead instead of computing them. Each
+  block of the walk then drops the softplus, the ``tl.cumsum`` and ``tl.sum`` across its
+  warps, and the moves of the decay vector between the layouts of its products (the compiler
+  loads ``cs`` straight into each): sm_90a barriers per block 25 → 17, instructions 1194 →
+  1040 (``--compile-only``). 0.886 → 0.821 ms (chained), and at batch 1 0.192 → 0.152 ms of
+  kernel time.
+* **C Bᵀ once per group.** With G = 1 the 80 heads share B and C, so the prep launch also
+  writes each block's ``C Bᵀ`` (32×32 float32, 4 MB at the 2.7B shape) and the walk loads
+  it instead of one of its four products (mma.sync instructions 56 → 40): 0.821 → 0.798 ms.
+
+Together 0.978 → 0.80 ms, against fla's ``chunk_simple_gla`` at 1.21 ms in the same run
+(``book/results/ssd.json``). Short forwards keep the single walk that computes Δ itself: there
+the host's time to issue a call (2–3 Triton launches of ~45 µs each on the H200 machine's host,
+``host_ms``) exceeds the kernels', and a prep launch would cost more than it saves: at batch 1,
+L 16K the prep path took 0.152 ms on the GPU (CUDA-graph replay) but 0.21–0.41 ms a call back
+to back, against 0.19 for the single walk (``logs/ssd_host_graph_session7.json``,
+``logs/bench_ssd_session7.txt``); the attention sweep's 16K-token batches likewise.
 
 The H200 sweep (``python -m ssmlib.bench.duality --sweep-only``,
 ``book/results/ssd_sweep.json``) finds this single pass latency-bound: each
@@ -145,17 +179,23 @@ times the memory of dB and dC but has no contention (with one P-block per head
 it also makes dB and dC deterministic); ``_launch_config`` takes it when the
 sequence is split into segments, where the sweep measured it faster.
 
-Where the time goes (Nsight Compute on the H200, batch 8, bf16, default tiles:
-``book/results/logs/ncu_session6_ssd_fwd_bwd_bf16.txt``). The forward: 255
+Where the time goes (Nsight Compute on the H200, batch 8, bf16, default tiles, the single walk
+before the refinements above: ``book/results/logs/ncu_session6_ssd_fwd_bwd_bf16.txt``). The forward: 255
 registers a thread, so two 4-warp programs an SM (2.42 waves of 640), two warps
 a scheduler, one instruction every 2.8 cycles per scheduler, L1 and shared
 memory at 66% of their throughput (where the products' operands and the layout
 conversions between them pass), 40% of the waits on shared-memory (or MUFU)
 results: latency- and shared-memory-bound, not tensor-core-bound (29% of the
-SM's compute). More programs an SM did not help: block_p 32, register caps of
-168 or 128 (3 or 4 programs an SM, with spills) were all slower at both shapes
+SM's compute). A program's chain of dependent blocks sets the time (one alone
+on an SM is no faster), which is why removing work from each block (the prep
+launch above) pays. More programs an SM would too, if they fitted: block_p 32,
+register caps of 168 or 128 (3 or 4 programs an SM, with spills) were all
+slower at both shapes
 (``book/results/logs/ssd_fwd_occupancy_session6.json``), and neither did 4 or 5
-pipeline stages (``ssd_fwd_stages_session6.json`` there). The backward: one
+pipeline stages (``ssd_fwd_stages_session6.json`` there). With the gate z the
+forward takes 1.05 ms instead of 0.80: z is the one load the pipeliner leaves
+synchronous in the block; loading it a block ahead into registers measured
+slower (1.07; ``logs/ssd_defaults_session7.json``). The backward: one
 8-warp program an SM and 110 M local-memory requests of register spills, one
 instruction every 7.7 cycles per scheduler, 37% of the waits on L1 (local or
 global) loads; with one P-block per head the per-head dB, dC buffers measured no
@@ -346,22 +386,72 @@ def _softplus(x):
 
 
 @triton.jit
+def _ssd_prep_kernel(dt_ptr, A_ptr, dtb_ptr, B_ptr, C_ptr, delta_ptr, cs_ptr, cb_ptr, L, H, G, N, n_blocks,
+                     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_CB: tl.constexpr, LOWP: tl.constexpr,
+                     PRECISION: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
+    # Program (b, block of BLOCK_T steps): every head's Δ and in-block cumulative log-decay cs, rows of
+    # (batch·H, L) (steps past L: Δ = 0); with HAS_CB every group's C Bᵀ of the block, (T, T) float32.
+    b = tl.program_id(0)
+    blk = tl.program_id(1)
+    acc = delta_ptr.dtype.element_ty
+    i = tl.arange(0, BLOCK_T)
+    t = blk * BLOCK_T + i
+    tm = t < L
+    b64 = b.to(tl.int64)
+    for h0 in range(0, H, BLOCK_H):
+        hh = h0 + tl.arange(0, BLOCK_H)
+        hm = hh < H
+        m = tm[:, None] & hm[None, :]
+        dt = tl.load(dt_ptr + (b64 * L + t[:, None]) * H + hh[None, :], mask=m, other=0.0).to(acc)
+        if HAS_DTB:
+            dt += tl.load(dtb_ptr + hh, mask=hm, other=0.0).to(acc)[None, :]
+        if SOFTPLUS:
+            dt = _softplus(dt)
+        dt = tl.where(m, dt, 0.0)
+        cs = tl.cumsum(dt * tl.load(A_ptr + hh, mask=hm, other=0.0).to(acc)[None, :], axis=0)  # a_0 + … + a_i
+        off = (b64 * H + hh[None, :]) * L + t[:, None]
+        tl.store(delta_ptr + off, dt, mask=m)
+        tl.store(cs_ptr + off, cs, mask=m)
+    if HAS_CB:
+        op = B_ptr.dtype.element_ty if LOWP else acc
+        n = tl.arange(0, BLOCK_N)
+        mb = tm[:, None] & (n < N)[None, :]
+        for g in range(0, G):
+            off = ((b64 * L + t[:, None]) * G + g) * N + n[None, :]
+            Bv = tl.load(B_ptr + off, mask=mb, other=0.0)
+            Cv = tl.load(C_ptr + off, mask=mb, other=0.0)
+            S = tl.dot(Cv.to(op), tl.trans(Bv.to(op)), input_precision=PRECISION, out_dtype=acc)
+            tl.store(cb_ptr + ((b64 * G + g) * n_blocks + blk) * BLOCK_T * BLOCK_T + i[:, None] * BLOCK_T
+                     + i[None, :], S)
+
+
+@triton.jit
 def _ssd_fwd_kernel(
-        x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, dtb_ptr, h0_ptr,
-        y_ptr, hT_ptr, seg_h_ptr, seg_a_ptr, states_ptr,
-        L, H, G, P, N, seg_len, n_seg, n_blocks,
+        x_ptr, dt_ptr, A_ptr, dtb_ptr, B_ptr, C_ptr, D_ptr, z_ptr, h0_ptr, delta_ptr, cs_ptr, cb_ptr,
+        y_ptr, hT_ptr, seg_h_ptr, seg_a_ptr, states_ptr, chain_ptr,
+        L, H, G, P, N, seg_len, n_seg, n_blocks, n_bh,
         HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr,
-        SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
-        STATES_ONLY: tl.constexpr, STORE_STATES: tl.constexpr,
-        LOWP: tl.constexpr, PRECISION: tl.constexpr, PREFETCH: tl.constexpr,
+        SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, PREP: tl.constexpr, STORE_FINAL: tl.constexpr,
+        STATES_ONLY: tl.constexpr, STORE_STATES: tl.constexpr, CHAINED: tl.constexpr,
+        HAS_CB: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr, PREFETCH: tl.constexpr,
         BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
     # Program (b·H + h, block of P, segment). Tiles: time along axis 0, channels p / states n along axis 1.
-    # STATES_ONLY: a segment's local end state from zero (the segments' first pass). Otherwise the
-    # true state, from h0 and the earlier segments, and the outputs; STORE_STATES: the state
-    # entering every block (for the backward).
-    bh = tl.program_id(0)
-    pid_p = tl.program_id(1)
-    sg = tl.program_id(2)
+    # PREP: Δ and cs come from _ssd_prep_kernel (and C Bᵀ with HAS_CB); otherwise each block
+    # computes them from dt. STATES_ONLY: a segment's local end
+    # state from zero (the segments' first pass). Otherwise the true state, from h0 and the earlier
+    # segments, and the outputs; STORE_STATES: the state entering every block (for the backward).
+    # CHAINED: one launch over all segments; a program takes the next ticket (segment slowest), waits
+    # for the previous segment's end state and hands its own on (see _forward).
+    n_pblk = tl.cdiv(P, BLOCK_P)
+    if CHAINED:
+        ticket = tl.atomic_add(chain_ptr, 1)
+        sg = ticket // (n_bh * n_pblk)
+        pid_p = ticket // n_bh % n_pblk
+        bh = ticket % n_bh
+    else:
+        bh = tl.program_id(0)
+        pid_p = tl.program_id(1)
+        sg = tl.program_id(2)
     b = bh // H
     h = bh % H
     g = h // (H // G)
@@ -376,9 +466,10 @@ def _ssd_fwd_kernel(
     pn_off = p[:, None] * N + n[None, :]                      # (BP, BN) offsets in a (P, N) state
     pn_mask = pm[:, None] & nm[None, :]
     bh64 = bh.to(tl.int64)
-    A = tl.load(A_ptr + h).to(acc)
-    if HAS_DTB:
-        dtb = tl.load(dtb_ptr + h).to(acc)
+    if not PREP:
+        A = tl.load(A_ptr + h).to(acc)
+        if HAS_DTB:
+            dtb = tl.load(dtb_ptr + h).to(acc)
     if HAS_D and not STATES_ONLY:
         if D_PER_P:
             Dv = tl.load(D_ptr + h * P + p, mask=pm, other=0.0).to(acc)[None, :]
@@ -387,7 +478,16 @@ def _ssd_fwd_kernel(
 
     # The state entering this segment.
     state = tl.zeros([BLOCK_P, BLOCK_N], dtype=acc)
-    if not STATES_ONLY:
+    if CHAINED:
+        if sg > 0:      # spin until the previous segment's program has stored its end state
+            flag = chain_ptr + 1 + (bh64 * n_pblk + pid_p) * n_seg + sg - 1
+            while tl.atomic_add(flag, 0, sem="acquire") == 0:
+                pass
+            state = tl.load(seg_h_ptr + (bh64 * n_seg + sg - 1) * P * N + pn_off, mask=pn_mask, other=0.0,
+                            cache_modifier=".cg").to(acc)
+        elif HAS_H0:
+            state = tl.load(h0_ptr + bh64 * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
+    elif not STATES_ONLY:
         if HAS_H0:
             state = tl.load(h0_ptr + bh64 * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
         for j in range(0, sg):                                # fold the earlier segments' end states
@@ -404,26 +504,44 @@ def _ssd_fwd_kernel(
     xp_off = i[:, None] * (H * P) + p[None, :]              # (T, BP) in x, z, y
     bn_off = i[:, None] * (G * N) + n[None, :]              # (T, BN) in B, C
     row0 = b.to(tl.int64) * L + s0                          # index of (b, s0)
-    if PREFETCH:   # the block's dt is loaded one block ahead (the pipeliner leaves this load synchronous)
-        dt_next = tl.load(dt_ptr + row0 * H + h + i * H, mask=s0 + i < s1, other=0.0)
+    dcs = bh64 * L                                          # row of Δ and cs (PREP)
+    if PREFETCH:   # Δ and cs (or dt) are loaded a block ahead (the pipeliner leaves these loads synchronous)
+        if PREP:
+            dt_next = tl.load(delta_ptr + dcs + s0 + i, mask=s0 + i < s1, other=0.0)
+            cs_next = tl.load(cs_ptr + dcs + s0 + i, mask=s0 + i < s1, other=0.0)
+            al_next = tl.load(cs_ptr + dcs + tl.minimum(s0 + BLOCK_T, s1) - 1)
+        else:
+            dt_next = tl.load(dt_ptr + row0 * H + h + i * H, mask=s0 + i < s1, other=0.0)
     for t0 in range(s0, s1, BLOCK_T):
         tm = t0 + i < s1
         xp_base = (row0 * H + h) * P
         bn_base = (row0 * G + g) * N
-        # 1. step sizes and in-block cumulative decay; steps past the segment get Δ = 0 (identity)
-        if PREFETCH:
-            dt = dt_next.to(acc)
-            dt_next = tl.load(dt_ptr + (row0 + BLOCK_T) * H + h + i * H, mask=t0 + BLOCK_T + i < s1, other=0.0)
+        # 1. step sizes Δ and the in-block cumulative decay cs_i = a_0 + … + a_i (steps past the
+        #    segment: Δ = 0, and cs = 0, which only rows that are never stored see)
+        nx = t0 + BLOCK_T
+        if PREP and PREFETCH:
+            dt, cs, a_last = dt_next, cs_next, al_next
+            dt_next = tl.load(delta_ptr + dcs + nx + i, mask=nx + i < s1, other=0.0)
+            cs_next = tl.load(cs_ptr + dcs + nx + i, mask=nx + i < s1, other=0.0)
+            al_next = tl.load(cs_ptr + dcs + tl.maximum(tl.minimum(nx + BLOCK_T, s1) - 1, 0))
+        elif PREP:
+            dt = tl.load(delta_ptr + dcs + t0 + i, mask=tm, other=0.0)
+            cs = tl.load(cs_ptr + dcs + t0 + i, mask=tm, other=0.0)
+            a_last = tl.load(cs_ptr + dcs + tl.minimum(nx, s1) - 1)
         else:
-            dt = tl.load(dt_ptr + row0 * H + h + i * H, mask=tm, other=0.0).to(acc)
-        if HAS_DTB:
-            dt += dtb
-        if SOFTPLUS:
-            dt = _softplus(dt)
-        dt = tl.where(tm, dt, 0.0)
-        a = dt * A
-        cs = tl.cumsum(a, axis=0)                             # a_0 + … + a_i
-        a_last = tl.sum(a, axis=0)
+            if PREFETCH:
+                dt = dt_next.to(acc)
+                dt_next = tl.load(dt_ptr + (row0 + BLOCK_T) * H + h + i * H, mask=nx + i < s1, other=0.0)
+            else:
+                dt = tl.load(dt_ptr + row0 * H + h + i * H, mask=tm, other=0.0).to(acc)
+            if HAS_DTB:
+                dt += dtb
+            if SOFTPLUS:
+                dt = _softplus(dt)
+            dt = tl.where(tm, dt, 0.0)
+            a = dt * A
+            cs = tl.cumsum(a, axis=0)
+            a_last = tl.sum(a, axis=0)
         m_xp = tm[:, None] & pm[None, :]
         m_bn = tm[:, None] & nm[None, :]
         xv = tl.load(x_ptr + xp_base + xp_off, mask=m_xp, other=0.0)
@@ -438,7 +556,11 @@ def _ssd_fwd_kernel(
             y = tl.dot(Cv.to(op), tl.trans(state.to(op)), input_precision=PRECISION, out_dtype=acc)
             y = y * tl.exp(cs)[:, None]
             # 3. the intra-block quadratic part (C Bᵀ ∘ 𝓛)(Δ x)
-            S = tl.dot(Cv.to(op), tl.trans(Bv.to(op)), input_precision=PRECISION, out_dtype=acc)
+            if HAS_CB:
+                S = tl.load(cb_ptr + ((b.to(tl.int64) * G + g) * n_blocks + t0 // BLOCK_T) * BLOCK_T * BLOCK_T
+                            + i[:, None] * BLOCK_T + i[None, :])
+            else:
+                S = tl.dot(Cv.to(op), tl.trans(Bv.to(op)), input_precision=PRECISION, out_dtype=acc)
             causal = i[:, None] >= i[None, :]
             S = S * tl.exp(tl.where(causal, cs[:, None] - cs[None, :], float("-inf")))
             y = tl.dot(S.to(op), xdt.to(op), acc=y, input_precision=PRECISION, out_dtype=acc)
@@ -456,6 +578,11 @@ def _ssd_fwd_kernel(
         a_total += a_last
         row0 += BLOCK_T
 
+    if CHAINED:
+        if sg < n_seg - 1:   # hand the end state on: store it, then (after the whole program's stores) the flag
+            tl.store(seg_h_ptr + (bh64 * n_seg + sg) * P * N + pn_off, state, mask=pn_mask)
+            tl.debug_barrier()
+            tl.atomic_xchg(chain_ptr + 1 + (bh64 * n_pblk + pid_p) * n_seg + sg, 1, sem="release")
     if STATES_ONLY:
         tl.store(seg_h_ptr + (bh64 * n_seg + sg) * P * N + pn_off, state, mask=pn_mask)
         tl.store(seg_a_ptr + bh64 * n_seg + sg + tl.arange(0, 1), a_total, mask=(tl.arange(0, 1) < 1) & (pid_p == 0))
@@ -689,7 +816,7 @@ def _ssd_step_kernel(
 
 
 # ---------------------------------------------------------------- launch configuration
-def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtype, device) -> dict:
+def _launch_config(batch: int, H: int, P: int, N: int, L: int, G: int, dtype: torch.dtype, device) -> dict:
     """Default tiles and grids of the forward and backward kernels.
 
     Forward: ``block_t`` steps per block (the score tile is block_t²),
@@ -712,12 +839,17 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
     split into segments (atomics otherwise). N = 256 and float32
     (3×TF32, T = 32) are first choices from the sm_90a compile-only check
     (``--compile-only``: registers and spills), not yet swept.
-    In the interpreter: small tiles, one segment.
+    Long 16-bit forwards (``batch·L·H·P·N ≥ 2³³``, with those tiles): ``prep`` (Δ and the
+    decays from a first launch), ``cb`` (C Bᵀ there too, when G < H), and, with at least
+    4·sms programs (two waves of two an SM), two ``chained`` segments in one launch
+    (0.98 → 0.80 ms at the 2.7B shape: the module docstring).
+    In the interpreter: small tiles, one segment, none of these.
     """
     if runtime.INTERPRET:
         bp = min(32, max(16, runtime.next_pow2(P)))
         return dict(block_t=16, block_p=bp, num_warps=1, num_stages=1, segments=1, maxnreg=None, bwd_block_t=16,
-                    bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1, bwd_bc="atomic")
+                    bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1, bwd_bc="atomic", prep=False, chained=False,
+                    cb=False)
     sms = runtime.sm_count(device)
     BN = max(16, runtime.next_pow2(N))
     warps, stages = 8, 1
@@ -732,7 +864,8 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
         block_t, block_p = 16, 16
     block_p = min(block_p, max(16, runtime.next_pow2(P)))
     cfg = dict(block_t=block_t, block_p=block_p, num_warps=warps, num_stages=stages, segments=1, maxnreg=None,
-               bwd_bc="atomic", prefetch=dtype in (torch.float16, torch.bfloat16) and BN <= 128)
+               bwd_bc="atomic", prefetch=dtype in (torch.float16, torch.bfloat16) and BN <= 128, prep=False,
+               chained=False, cb=False)
     # The backward (and the forward that saves its states) walks blocks of bwd_block_t steps.
     # Larger P-blocks mean fewer float32 atomics on dB, dC and dt (one per P-block and head).
     if dtype in (torch.float16, torch.bfloat16):
@@ -750,6 +883,10 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, dtype: torch.dtyp
     max_seg = max(1, L // (8 * cfg["block_t"]))
     while cfg["segments"] * programs < 2 * sms and cfg["segments"] * 2 <= max_seg:
         cfg["segments"] *= 2
+    if cfg["prefetch"] and batch * L * H * P * N >= 2**33:   # the measured 16-bit tiles, a long forward
+        cfg.update(prep=True, cb=G < H)
+        if programs >= 4 * sms and max_seg >= 2:
+            cfg.update(segments=2, chained=True)
     return cfg
 
 
@@ -818,8 +955,11 @@ def _kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N):
 
 def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_states=False):
     """y, final state (or None), and with ``save_states`` the state entering every block of
-    ``block_t`` steps, ``(batch·H, n_blocks, P, N)`` float32, for the backward. The walk is
-    split into ``cfg["segments"]`` (a first launch computes each segment's local end state).
+    ``block_t`` steps, ``(batch·H, n_blocks, P, N)`` float32, for the backward.
+
+    Launches ``_ssd_prep_kernel`` (Δ, cs and with ``cfg["cb"]`` C Bᵀ), then the forward kernel over
+    ``cfg["segments"]`` segments: chained in one launch (``cfg["chained"]``), or a states-only first
+    launch and the full pass (see the module docstring).
     """
     batch, L, H, P = x.shape
     G, N = B.shape[2], B.shape[3]
@@ -834,22 +974,38 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
     seg_len = runtime.cdiv(runtime.cdiv(L, max(1, cfg["segments"])), T) * T   # whole blocks per segment
     S = runtime.cdiv(L, seg_len)
     n_blocks = runtime.cdiv(L, T)
-    common = dict(_kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N), PREFETCH=bool(cfg.get("prefetch")))
-    dummy = y
-    ptrs = lambda t: dummy if t is None else t  # noqa: E731
+    n_pblk = runtime.cdiv(P, BP)
+    flags = _kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N)
+    has_cb = bool(cfg.get("cb"))
+    prep = has_cb or bool(cfg.get("prep"))
+    delta = torch.empty(batch * H, L if prep else 1, dtype=acc, device=x.device)
+    cs = torch.empty(batch * H, L, dtype=acc, device=x.device) if prep else delta
+    cb = torch.empty(batch * G, n_blocks, T, T, dtype=acc, device=x.device) if has_cb else delta
+    if prep:
+        _ssd_prep_kernel[(batch, n_blocks)](
+            dt, A, dt_bias if dt_bias is not None else A, B, C, delta, cs, cb, L, H, G, N, n_blocks,
+            HAS_DTB=dt_bias is not None, SOFTPLUS=bool(softplus), HAS_CB=has_cb, LOWP=flags["LOWP"],
+            PRECISION=flags["PRECISION"], BLOCK_T=T, BLOCK_H=min(64, max(16, runtime.next_pow2(H))),
+            BLOCK_N=flags["BLOCK_N"], num_warps=4)
+    flags.update(PREFETCH=bool(cfg.get("prefetch")), HAS_CB=has_cb, PREP=prep)
+    chained = S > 1 and bool(cfg.get("chained"))
+    # unused pointers are placeholders: y (x's dtype) for the inputs, delta (the accumulator's) else
+    ptrs = lambda t, dummy=y: dummy if t is None else t  # noqa: E731
     states = torch.empty(batch * H, n_blocks, P, N, dtype=acc, device=x.device) if save_states else None
-    seg_h = seg_a = dummy
-    if S > 1:   # pass 1: each segment's end state from zero, and its total log-decay
-        seg_h = torch.empty(batch * H, S, P, N, dtype=acc, device=x.device)
+    seg_h = torch.empty(batch * H, S, P, N, dtype=acc, device=x.device) if S > 1 else delta
+    seg_a = delta
+    # chained: a ticket counter, then one ready flag per (batch·head, P-block, segment)
+    chain = torch.zeros(1 + batch * H * n_pblk * S, dtype=torch.int32, device=x.device) if chained else delta
+    args = (x, dt, A, ptrs(dt_bias, A), B, C, ptrs(D), ptrs(z), ptrs(h0), delta, cs, cb, y, ptrs(hT, delta), seg_h,
+            seg_a, ptrs(states, delta), chain, L, H, G, P, N, seg_len, S, n_blocks, batch * H)
+    if S > 1 and not chained:   # pass 1: each segment's end state from zero, and its total log-decay
         seg_a = torch.empty(batch * H, S, dtype=acc, device=x.device)
-        _ssd_fwd_kernel[(batch * H, runtime.cdiv(P, BP), S - 1)](
-            x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), ptrs(h0), y, ptrs(hT), seg_h, seg_a, ptrs(states),
-            L, H, G, P, N, seg_len, S, n_blocks, STORE_FINAL=want_final, STATES_ONLY=True, STORE_STATES=False,
-            **common)
-    _ssd_fwd_kernel[(batch * H, runtime.cdiv(P, BP), S)](
-        x, dt, A, B, C, ptrs(D), ptrs(z), ptrs(dt_bias), ptrs(h0), y, ptrs(hT), seg_h, seg_a, ptrs(states),
-        L, H, G, P, N, seg_len, S, n_blocks, STORE_FINAL=want_final, STATES_ONLY=False,
-        STORE_STATES=save_states, **common)
+        args = args[:15] + (seg_a,) + args[16:]
+        _ssd_fwd_kernel[(batch * H, n_pblk, S - 1)](
+            *args, STORE_FINAL=want_final, STATES_ONLY=True, STORE_STATES=False, CHAINED=False, **flags)
+    grid = (batch * H * n_pblk * S,) if chained else (batch * H, n_pblk, S)
+    _ssd_fwd_kernel[grid](*args, STORE_FINAL=want_final, STATES_ONLY=False, STORE_STATES=save_states,
+                          CHAINED=chained, **flags)
     return y, hT, states
 
 
@@ -963,8 +1119,9 @@ class _SSD(torch.autograd.Function):
 
 def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
         dt_softplus=False, return_final_states=False, *, block_t=None, block_p=None, num_warps=None,
-        num_stages=None, segments=None, maxnreg=None, prefetch=None, backward="triton", bwd_block_p=None,
-        bwd_num_warps=None, bwd_segments=None, bwd_bc=None):
+        num_stages=None, segments=None, maxnreg=None, prefetch=None, prep=None, chained=None, cb=None,
+        backward="triton",
+        bwd_block_p=None, bwd_num_warps=None, bwd_segments=None, bwd_bc=None):
     """Mamba-2's SSD layer core with the fused Triton kernel (see the module docstring).
 
     Args:
@@ -983,9 +1140,17 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
         block_t, block_p, num_warps, num_stages, segments, maxnreg: override the
             launch configuration (benchmarks and tests; see ``_launch_config``;
             maxnreg caps the registers per thread on the GPU).
-        prefetch: the forward loads each block's dt one block ahead (Triton's pipeliner
-            leaves that load synchronous; x, B, C it copies ahead itself). On by default
+        prefetch: the forward loads each block's dt (with ``prep``: Δ and cs) one block ahead
+            (Triton's pipeliner leaves those loads synchronous; x, B, C it copies ahead itself). On by default
             for 16-bit inputs with N ≤ 128, where the H200 timed it (``_launch_config``).
+        prep: compute Δ and the in-block cumulative decays in a first, fully parallel launch
+            (``_ssd_prep_kernel``) instead of in the sequential walk (on by default for long
+            16-bit forwards, where the kernels and not the host's launches take the time).
+        chained: run the segments in one launch, each program waiting for the previous segment's
+            end state (on by default where the grid is at least two waves: ``_launch_config``);
+            otherwise a states-only first launch folds them.
+        cb: precompute each block's C Bᵀ once per group (in the prep launch, which it implies)
+            instead of in every head's program (on with ``prep`` when heads share B and C).
         backward: ``"triton"`` (the fused backward kernel) or ``"reference"``
             (recomputation through :func:`ssd_chunked_ref` under autograd).
         bwd_block_p, bwd_num_warps, bwd_segments: the backward kernel's launch configuration.
@@ -1004,9 +1169,10 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
     """
     _check_args(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states)
     batch, L, H, P = x.shape
-    cfg = _launch_config(batch, H, P, B.shape[3], L, x.dtype, x.device)
-    if prefetch is not None:
-        cfg["prefetch"] = bool(prefetch)
+    cfg = _launch_config(batch, H, P, B.shape[3], L, B.shape[2], x.dtype, x.device)
+    for k, v in dict(prefetch=prefetch, prep=prep, chained=chained, cb=cb).items():
+        if v is not None:
+            cfg[k] = bool(v)
     if bwd_bc is not None:
         if bwd_bc not in ("atomic", "per_head"):
             raise ValueError(f"bwd_bc must be 'atomic' or 'per_head', got {bwd_bc!r}")

@@ -135,6 +135,22 @@ def test_segments_fold_states(segments, L):
     assert rel_err(call(ssd, a, 16, segments=segments), y_ref) < 1e-10
 
 
+@pytest.mark.parametrize("segments,L,G,H,P", [(2, 65, 1, 3, 20), (3, 64, 2, 4, 16), (4, 100, 4, 4, 40)])
+def test_chained_segments_and_precomputed_cb(segments, L, G, H, P):
+    """Chained segments (one launch; each program waits for the previous segment's end state), Δ and
+    the decays computed in a first launch (prep), C Bᵀ precomputed once per group (cb), with dt or Δ
+    loaded a block ahead or not, equal the linear form; so do their gradients."""
+    a = make(2, L, H, P, G, 16, D="matrix")
+    kw = dict(dt_softplus=True, return_final_states=True)
+    y_ref, h_ref = call(ssd_linear_ref, a, **kw)
+    for chained, prep, cb in ((True, False, False), (True, True, False), (True, True, True), (False, True, False),
+                              (False, True, True)):
+        for pf in (False, True):
+            y, h = call(ssd, a, 16, segments=segments, chained=chained, prep=prep, cb=cb, prefetch=pf, block_p=16, **kw)
+            assert rel_err(y, y_ref) < 1e-10 and rel_err(h, h_ref) < 1e-10
+    assert_grads_match_linear_form(a, 1e-10, segments=segments, chained=True, cb=True, block_p=16)
+
+
 @pytest.mark.parametrize("L", [16, 37, 100])
 @pytest.mark.parametrize("segments,bc", [(1, "per_head"), (2, "atomic"), (3, "per_head")])
 def test_backward_segments_and_dB_dC_buffers(L, segments, bc):
@@ -214,22 +230,29 @@ def test_default_launch_config_on_the_h200(monkeypatch):
     """Segments only where the grid would leave the GPU idle."""
     monkeypatch.setattr(duality.runtime, "INTERPRET", False)
     monkeypatch.setattr(duality.runtime, "sm_count", lambda device: {"h200": 132, "small": 16}[device])
-    big = duality._launch_config(8, 80, 64, 128, 4096, torch.bfloat16, "h200")
-    assert big["segments"] == 1 and (big["block_t"], big["block_p"], big["num_warps"]) == (32, 64, 4)
-    small = duality._launch_config(1, 32, 64, 64, 16384, torch.bfloat16, "h200")
+    big = duality._launch_config(8, 80, 64, 128, 4096, 1, torch.bfloat16, "h200")
+    assert (big["block_t"], big["block_p"], big["num_warps"]) == (32, 64, 4)
+    # 640 programs, 2.4 waves of two an SM: Δ and the decays in a first launch, two chained segments,
+    # C Bᵀ once per group (book/results/logs/ssd_fwd_prep_session7.json)
+    assert big["segments"] == 2 and big["chained"] and big["prep"] and big["cb"]
+    small = duality._launch_config(1, 32, 64, 64, 16384, 1, torch.bfloat16, "h200")
     assert small["segments"] * 32 * 64 // small["block_p"] >= 2 * 132
     assert small["bwd_segments"] * 32 * 64 // small["bwd_block_p"] >= 2 * 132
     assert big["bwd_segments"] == 1
     # a GPU with fewer multiprocessors needs fewer segments to fill it
-    assert duality._launch_config(1, 32, 64, 64, 16384, torch.bfloat16, "small")["segments"] < small["segments"]
+    assert duality._launch_config(1, 32, 64, 64, 16384, 1, torch.bfloat16, "small")["segments"] < small["segments"]
     # the H200 sweep's fastest accurate configurations (book/results/ssd_sweep.json)
     assert (small["block_t"], small["block_p"], small["num_warps"], small["num_stages"], small["segments"]) \
         == (32, 64, 4, 3, 16)
     # dt a block ahead and three stages: faster at every shape timed (book/results/logs/defaults_grid_session5.json)
     assert big["prefetch"] and small["prefetch"] and big["num_stages"] == 3
-    assert not duality._launch_config(8, 80, 64, 256, 4096, torch.bfloat16, "h200")["prefetch"]
-    assert not duality._launch_config(8, 80, 64, 128, 4096, torch.float32, "h200")["prefetch"]
+    assert not duality._launch_config(8, 80, 64, 256, 4096, 1, torch.bfloat16, "h200")["prefetch"]
+    assert not duality._launch_config(8, 80, 64, 128, 4096, 1, torch.float32, "h200")["prefetch"]
     assert (big["bwd_bc"], small["bwd_bc"]) == ("atomic", "per_head")
+    # a short forward (the host's launches take as long as the kernels): one launch fewer, no prep pass;
+    # too few programs to chain (each segment would wait for the one before): two passes
+    assert not small["chained"] and not small["prep"] and not small["cb"]
+    assert not duality._launch_config(8, 80, 64, 128, 4096, 80, torch.bfloat16, "h200")["cb"]   # G = H
     for cfg in (big, small):      # within the steps per warp that compiled correctly on the H200
         assert cfg["block_t"] <= duality.MAX_STEPS_PER_WARP * min(cfg["num_warps"], cfg["bwd_num_warps"])
 
@@ -490,11 +513,14 @@ def test_gpu_every_launch_config():
     ref = call(ssd_chunked_ref, {k: None if v is None else v.double() for k, v in lo.items()}, 64,
                dt_softplus=True, return_final_states=True)
     errs = {}
+    first = ((1, True, False, False), (4, True, False, False), (2, True, True, True), (3, True, True, False),
+             (1, True, False, True), (4, True, False, True))  # (segments, prefetch, chained, cb)
     for T, BP, nw, ns, reg in SWEEP_TILES:
-        # dt prefetched a block ahead: with the default tile (the first)
-        for S, pf in ((1, False), (4, False)) + (((1, True), (4, True)) if (T, BP, nw, ns, reg) == SWEEP_TILES[0]
-                                                 else ()):
-            cfg = dict(block_t=T, block_p=BP, num_warps=nw, num_stages=ns, maxnreg=reg, segments=S, prefetch=pf)
+        # Δ and cs prefetched a block ahead, chained segments, C Bᵀ precomputed: with the default tile (the first)
+        for S, pf, ch, cb in ((1, False, False, False), (4, False, False, False)) + (
+                first if (T, BP, nw, ns, reg) == SWEEP_TILES[0] else ()):
+            cfg = dict(block_t=T, block_p=BP, num_warps=nw, num_stages=ns, maxnreg=reg, segments=S, prefetch=pf,
+                       chained=ch, cb=cb)
             y, h = call(ssd, lo, 64, dt_softplus=True, return_final_states=True, **cfg)
             errs[str(cfg)] = (rel_err(y, ref[0]), rel_err(h, ref[1]))
     print("\n".join(f"{k}: {e[0]:.2e} {e[1]:.2e}" for k, e in errs.items()))

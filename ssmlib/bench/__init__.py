@@ -54,6 +54,13 @@ def median_ms(fn, warmup: int = 25, rep: int = 100) -> float:
     return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
 
 
+def graph_ms(fn, rep: int = 100) -> float:
+    """Median time of ``fn()`` replayed from a CUDA graph, in milliseconds: the kernels' time without
+    the host's (argument checks, allocations, launches), which back-to-back calls of a short
+    ``fn`` measure instead (see :func:`host_ms`)."""
+    return float(triton.testing.do_bench_cudagraph(fn, rep=rep, return_mode="median"))
+
+
 def host_ms(fn, calls: int = 50) -> float:
     """Host time of one ``fn()`` in milliseconds: ``calls`` calls issued back to back without
     waiting for the GPU (argument checks, allocations, launches), after a synchronisation.

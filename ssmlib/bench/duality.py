@@ -11,8 +11,13 @@ Writes under ``book/results/``:
   ``impl``, the shape, ``pass`` ("fwd" or "fwd+bwd"), ``median_ms``, ``bytes``,
   ``flops``, ``roofline_ms``, ``fraction_of_roofline``. A baseline that
   cannot be imported is recorded in ``"baselines"`` with the reason, and has
-  no rows; ``"speedup_vs_best_baseline"`` is the side-by-side ratio (faster
-  baseline / ours), ``"speedup_vs_recorded_best_fwd"`` the ratio to the
+  no rows. Forward rows on the GPU also have ``host_ms`` (the host's time a
+  call: argument checks, allocations, launches) and ``graph_ms`` (replayed from
+  a CUDA graph: the kernels alone). ``"speedup_vs_best_baseline"`` is the
+  side-by-side ratio (faster baseline / ours) of ``median_ms``, back-to-back
+  calls, which time the host wherever it is slower than the kernels (at batch
+  1 every implementation's is); ``"speedup_vs_best_baseline_graph"`` the same
+  of ``graph_ms``; ``"speedup_vs_recorded_best_fwd"`` the ratio to the
   baselines' earlier H200 medians (``RECORDED_MS``), for when they are absent.
 * ``ssd_vs_attention.json``: SSD against ``scaled_dot_product_attention``
   (causal, flash backend), 32 heads of 64, 16K tokens per batch (batch =
@@ -97,8 +102,8 @@ import torch.nn.functional as F
 
 from .. import runtime
 from ..duality import ssd, ssd_step
-from . import (ceilings, compile_error, compile_sm90, environment, in_compiler_subprocess, median_ms, rel_err,
-               roofline_ms, sass_loop_stats)
+from . import (ceilings, compile_error, compile_sm90, environment, graph_ms, host_ms, in_compiler_subprocess,
+               median_ms, rel_err, roofline_ms, sass_loop_stats)
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -221,8 +226,9 @@ def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True, previous: dict | None
         nbytes, flops, roof = _floor(**shape, ceil=ceil)
         for impl, fn in calls.items():
             try:
-                rows.append(_row(impl, shape, "fwd", median_ms(fn), nbytes, flops, roof))
-                print(f"fwd {impl} {shape}: {rows[-1]['median_ms']:.3f} ms", flush=True)
+                rows.append(_row(impl, shape, "fwd", median_ms(fn), nbytes, flops, roof, **_host_and_graph(fn)))
+                print(f"fwd {impl} {shape}: {rows[-1]['median_ms']:.3f} ms "
+                      f"(graph {rows[-1].get('graph_ms', float('nan')):.3f})", flush=True)
             except Exception as e:  # noqa: BLE001
                 status[impl] = f"fwd failed: {_where(e)}"
         rows.append(_row("roofline", shape, "fwd", roof, nbytes, flops, roof))
@@ -255,21 +261,37 @@ def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True, previous: dict | None
     return _ssd_result(rows, status, ceil)
 
 
+def _host_and_graph(fn) -> dict:
+    """``host_ms`` (the host's time a call) and ``graph_ms`` (the kernels' time, replayed from a CUDA
+    graph) of a forward: where the host is slower than the kernels, ``median_ms`` times the host."""
+    if DEVICE != "cuda":
+        return {}
+    out = {"host_ms": host_ms(fn)}
+    try:
+        out["graph_ms"] = graph_ms(fn)
+    except Exception as e:  # noqa: BLE001
+        out["graph_error"] = f"{e!r}"[:200]
+    return out
+
+
 def _ssd_result(rows, status, ceil) -> dict:
     """ssd.json from its rows: the side-by-side ratios of every shape that has rows."""
-    speedups, recorded = {}, {}
+    speedups, graph_speedups, recorded = {}, {}, {}
     for shape in SHAPES:
         key = f"batch{shape['batch']}_L{shape['L']}_H{shape['H']}_N{shape['N']}"
         for pas in ("fwd", "fwd+bwd"):
-            t = {r["impl"]: r["median_ms"] for r in rows if r["pass"] == pas and r["L"] == shape["L"]
-                 and r["batch"] == shape["batch"]}
-            best = min([t[k] for k in ("mamba_ssm", "fla") if k in t], default=None)
-            if "ssmlib" in t and best:
-                speedups[f"{key}_{pas}"] = best / t["ssmlib"]
+            mine = [r for r in rows if r["pass"] == pas and r["L"] == shape["L"] and r["batch"] == shape["batch"]]
+            for col, out in (("median_ms", speedups), ("graph_ms", graph_speedups)):
+                t = {r["impl"]: r[col] for r in mine if col in r}
+                best = min([t[k] for k in ("mamba_ssm", "fla") if k in t], default=None)
+                if "ssmlib" in t and best:
+                    out[f"{key}_{pas}"] = best / t["ssmlib"]
+            t = {r["impl"]: r["median_ms"] for r in mine}
             if pas == "fwd" and "ssmlib" in t and key in RECORDED_MS:
                 recorded[key] = min(RECORDED_MS[key].values()) / t["ssmlib"]
     return {"benchmark": "ssd", **environment(), "ceilings": ceil, "baselines": status,
-            "speedup_vs_best_baseline": speedups, "speedup_vs_recorded_best_fwd": recorded,
+            "speedup_vs_best_baseline": speedups, "speedup_vs_best_baseline_graph": graph_speedups,
+            "speedup_vs_recorded_best_fwd": recorded,
             "recorded_ms": RECORDED_MS, "rows": rows}
 
 
@@ -522,26 +544,37 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
     """Runs with TRITON_INTERPRET=0 (kernels compiled, not interpreted); needs no GPU."""
     from .. import duality
     out = []
-    ints = ["L", "H", "G", "P", "N", "seg_len", "n_seg", "n_blocks"]
+    ints = ["L", "H", "G", "P", "N", "seg_len", "n_seg", "n_blocks", "n_bh"]
     for dtype, T, BP, N, nw, ns in configs:
         BN = max(16, 1 << (N - 1).bit_length())
         prefetch = dtype in ("bf16", "fp16") and BN <= 128     # as the default launch (``_launch_config``)
-        for states_only in (False, True):
-            sig = {n: "*fp32" for n in duality._ssd_fwd_kernel.arg_names if n.endswith("_ptr")}
-            # as in a real call with one segment: the unused pointers are placeholders of x's dtype
-            sig.update({n: f"*{dtype}" for n in ("x_ptr", "B_ptr", "C_ptr", "y_ptr", "z_ptr", "seg_h_ptr",
-                                                 "seg_a_ptr", "hT_ptr", "states_ptr")})
-            if dtype == "fp64":
-                sig.update({n: "*fp64" for n in sig})
-            sig.update({n: "i32" for n in ints})
-            cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True,
-                      STORE_FINAL=True, STATES_ONLY=states_only, STORE_STATES=not states_only, PREFETCH=prefetch,
+        accp = "*fp64" if dtype == "fp64" else "*fp32"
+        # the forward as launched: the single pass saving states, the states-only first pass (both
+        # computing Δ and the decays themselves), and the chained pass reading them and C Bᵀ from the
+        # prep launch (the 16-bit default at the 2.7B shape)
+        for kind in ("fwd", "fwd_states_only", "fwd_chained_cb"):
+            states_only, chained = kind == "fwd_states_only", kind == "fwd_chained_cb"
+            sig = {n: accp for n in duality._ssd_fwd_kernel.arg_names if n.endswith("_ptr")}
+            # as in a real call: unused input pointers are placeholders of x's dtype
+            sig.update({n: f"*{dtype}" for n in ("x_ptr", "dt_ptr", "B_ptr", "C_ptr", "y_ptr", "z_ptr")})
+            sig.update({n: "i32" for n in ints}, chain_ptr="*i32")
+            cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True, PREP=chained,
+                      STORE_FINAL=True, STATES_ONLY=states_only, STORE_STATES=kind == "fwd", CHAINED=chained,
+                      HAS_CB=chained, PREFETCH=prefetch,
                       LOWP=dtype in ("bf16", "fp16"),
                       PRECISION="ieee" if dtype == "fp64" else "tf32x3", BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
             div = [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N", "seg_len"]
-            rec = {"kernel": "fwd_states_only" if states_only else "fwd", "dtype": dtype, "block_t": T,
+            rec = {"kernel": kind, "dtype": dtype, "block_t": T,
                    "block_p": BP, "N": N, "num_warps": nw, "num_stages": ns, "prefetch": prefetch}
             out.append(_compile_one(rec, duality._ssd_fwd_kernel, sig, cx, div, nw, ns))
+        k = duality._ssd_prep_kernel
+        sig = {n: accp for n in k.arg_names if n.endswith("_ptr")}
+        sig.update({n: f"*{dtype}" for n in ("dt_ptr", "B_ptr", "C_ptr")})
+        sig.update({n: "i32" for n in ("L", "H", "G", "N", "n_blocks")})
+        cx = dict(HAS_DTB=True, SOFTPLUS=True, HAS_CB=True, LOWP=dtype in ("bf16", "fp16"),
+                  PRECISION="ieee" if dtype == "fp64" else "tf32x3", BLOCK_T=T, BLOCK_H=64, BLOCK_N=BN)
+        rec = {"kernel": "prep", "dtype": dtype, "block_t": T, "N": N, "num_warps": 4}
+        out.append(_compile_one(rec, k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "H", "N"], 4, 1))
     for dtype, T, BP, N, nw, ns in BWD_COMPILE_CONFIGS if bwd_configs is None else bwd_configs:
         BN = max(16, 1 << (N - 1).bit_length())
         k = duality._ssd_bwd_kernel
@@ -594,7 +627,8 @@ if __name__ == "__main__":
         res = ssd_benchmark(ceil, shapes, previous=prev, save_to=out)
         res["rows"] = [r for r in res["rows"] if r.get("impl") != "ssmlib_step"] + [step_benchmark(ceil)]
         print(f"wrote {save(res, out)}")
-        print(json.dumps({k: res[k] for k in ("baselines", "speedup_vs_best_baseline")}, indent=1))
+        print(json.dumps({k: res[k] for k in ("baselines", "speedup_vs_best_baseline",
+                                              "speedup_vs_best_baseline_graph")}, indent=1))
     elif "--attention-only" in sys.argv:   # ssd_vs_attention.json
         res = attention_crossover(ceilings())
         print(f"wrote {save(res, out)}")

@@ -48,8 +48,8 @@ import triton
 import triton.language as tl
 
 from ..selective import (selective_scan, selective_scan_ref, selective_scan_unfused, selective_state_update)
-from . import (compile_error, compile_sm90, environment, host_ms, in_compiler_subprocess, median_ms, rel_err,
-               sass_loop_stats)
+from . import (compile_error, compile_sm90, environment, graph_ms, host_ms, in_compiler_subprocess, median_ms,
+               rel_err, sass_loop_stats)
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -196,7 +196,7 @@ def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096,
         def steps():
             for s in states:
                 selective_state_update(s, x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True)
-        ms = float(triton.testing.do_bench_cudagraph(steps, rep=100, return_mode="median")) / len(states)
+        ms = graph_ms(steps) / len(states)
         rows.append(_row("triton_state_update_graph", shape, ms, nbytes, b * d * n, ceil))
         del states
     rows.append(_row("roofline", shape, _roof(nbytes, b * d * n, ceil), nbytes, b * d * n, ceil))
@@ -229,7 +229,7 @@ def by_length(ceil, Ls=tuple(512 * 2**k for k in range(9)), batch=1, dim=1024, N
                 f = (lambda: _call(selective_scan, t)) if passes == "fwd" else _fwd_bwd(selective_scan, t)
                 impl = "triton_graph" if passes == "fwd" else "triton_graph_fwd_bwd"
                 try:
-                    ms = float(triton.testing.do_bench_cudagraph(f, rep=100, return_mode="median"))
+                    ms = graph_ms(f)
                     rows.append(_row(impl, {**shape, "pass": passes}, ms, nbytes, exps, ceil))
                 except Exception as e:  # noqa: BLE001
                     print(f"  {impl} L={L}: {type(e).__name__}: {str(e)[:120]}")
