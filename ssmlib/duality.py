@@ -437,9 +437,9 @@ def _ssd_fwd_kernel(
         BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
     # Program (b·H + h, block of P, segment). Tiles: time along axis 0, channels p / states n along axis 1.
     # PREP: Δ and cs come from _ssd_prep_kernel (and C Bᵀ with HAS_CB); otherwise each block
-    # computes them from dt. STATES_ONLY: a segment's local end
-    # state from zero (the segments' first pass). Otherwise the true state, from h0 and the earlier
-    # segments, and the outputs; STORE_STATES: the state entering every block (for the backward).
+    # computes them from dt. STATES_ONLY: a segment's local end state from zero (the segments' first
+    # pass). Otherwise the true state, from h0 and the earlier segments, and the outputs;
+    # STORE_STATES: the state entering every block (for the backward).
     # CHAINED: one launch over all segments; a program takes the next ticket (segment slowest), waits
     # for the previous segment's end state and hands its own on (see _forward).
     n_pblk = tl.cdiv(P, BLOCK_P)
@@ -491,10 +491,8 @@ def _ssd_fwd_kernel(
         if HAS_H0:
             state = tl.load(h0_ptr + bh64 * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
         for j in range(0, sg):                                # fold the earlier segments' end states
-            # .to(acc): with one segment these pointers are placeholders of the input's dtype; the loop
-            # never runs, but the code must still compile (tl.exp takes no bfloat16 on the GPU)
-            a_j = tl.load(seg_a_ptr + bh64 * n_seg + j).to(acc)
-            h_j = tl.load(seg_h_ptr + (bh64 * n_seg + j) * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
+            a_j = tl.load(seg_a_ptr + bh64 * n_seg + j)      # (with one segment, placeholders of acc's dtype)
+            h_j = tl.load(seg_h_ptr + (bh64 * n_seg + j) * P * N + pn_off, mask=pn_mask, other=0.0)
             state = state * tl.exp(a_j) + h_j
 
     s0 = sg * seg_len
@@ -648,7 +646,8 @@ def _ssd_bwd_kernel(
             dh = tl.load(dhT_ptr + bh64 * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
         for jj in range(0, n_seg - 1 - sg):          # later segments, last first
             j = n_seg - 1 - jj
-            a_j = tl.load(seg_a_ptr + bh64 * n_seg + j).to(acc)      # .to(acc): see the forward kernel
+            a_j = tl.load(seg_a_ptr + bh64 * n_seg + j).to(acc)      # .to(acc): with one segment, placeholders
+            # of the input dtype (dx); the loop never runs but must compile (tl.exp takes no bfloat16)
             lam = tl.load(seg_dh_ptr + (bh64 * n_seg + j) * P * N + pn_off, mask=pn_mask, other=0.0).to(acc)
             dh = dh * tl.exp(a_j) + lam
     a_total = tl.zeros([1], dtype=acc)
