@@ -386,6 +386,14 @@ def _softplus(x):
 
 
 @triton.jit
+def _delta(dt, mask, SOFTPLUS: tl.constexpr):
+    """Δ from dt + dt_bias: its softplus if asked, and 0 outside ``mask`` (steps past the end)."""
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    return tl.where(mask, dt, 0.0)
+
+
+@triton.jit
 def _ssd_prep_kernel(dt_ptr, A_ptr, dtb_ptr, B_ptr, C_ptr, delta_ptr, cs_ptr, cb_ptr, L, H, G, N, n_blocks,
                      HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_CB: tl.constexpr, LOWP: tl.constexpr,
                      PRECISION: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -405,9 +413,7 @@ def _ssd_prep_kernel(dt_ptr, A_ptr, dtb_ptr, B_ptr, C_ptr, delta_ptr, cs_ptr, cb
         dt = tl.load(dt_ptr + (b64 * L + t[:, None]) * H + hh[None, :], mask=m, other=0.0).to(acc)
         if HAS_DTB:
             dt += tl.load(dtb_ptr + hh, mask=hm, other=0.0).to(acc)[None, :]
-        if SOFTPLUS:
-            dt = _softplus(dt)
-        dt = tl.where(m, dt, 0.0)
+        dt = _delta(dt, m, SOFTPLUS)
         cs = tl.cumsum(dt * tl.load(A_ptr + hh, mask=hm, other=0.0).to(acc)[None, :], axis=0)  # a_0 + … + a_i
         off = (b64 * H + hh[None, :]) * L + t[:, None]
         tl.store(delta_ptr + off, dt, mask=m)
@@ -534,9 +540,7 @@ def _ssd_fwd_kernel(
                 dt = tl.load(dt_ptr + row0 * H + h + i * H, mask=tm, other=0.0).to(acc)
             if HAS_DTB:
                 dt += dtb
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            dt = tl.where(tm, dt, 0.0)
+            dt = _delta(dt, tm, SOFTPLUS)
             a = dt * A
             cs = tl.cumsum(a, axis=0)
             a_last = tl.sum(a, axis=0)
@@ -674,10 +678,7 @@ def _ssd_bwd_kernel(
         dt_raw = tl.load(dt_ptr + row0 * H + h + i * H, mask=tm, other=0.0).to(acc)
         if HAS_DTB:
             dt_raw += dtb
-        if SOFTPLUS:
-            dt = tl.where(tm, _softplus(dt_raw), 0.0)
-        else:
-            dt = tl.where(tm, dt_raw, 0.0)
+        dt = _delta(dt_raw, tm, SOFTPLUS)
         a = dt * A
         cs = tl.cumsum(a, axis=0)
         a_last = tl.sum(a, axis=0)
@@ -991,15 +992,14 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
     # unused pointers are placeholders: y (x's dtype) for the inputs, delta (the accumulator's) else
     ptrs = lambda t, dummy=y: dummy if t is None else t  # noqa: E731
     states = torch.empty(batch * H, n_blocks, P, N, dtype=acc, device=x.device) if save_states else None
+    two_pass = S > 1 and not chained
     seg_h = torch.empty(batch * H, S, P, N, dtype=acc, device=x.device) if S > 1 else delta
-    seg_a = delta
+    seg_a = torch.empty(batch * H, S, dtype=acc, device=x.device) if two_pass else delta
     # chained: a ticket counter, then one ready flag per (batch·head, P-block, segment)
     chain = torch.zeros(1 + batch * H * n_pblk * S, dtype=torch.int32, device=x.device) if chained else delta
     args = (x, dt, A, ptrs(dt_bias, A), B, C, ptrs(D), ptrs(z), ptrs(h0), delta, cs, cb, y, ptrs(hT, delta), seg_h,
             seg_a, ptrs(states, delta), chain, L, H, G, P, N, seg_len, S, n_blocks, batch * H)
-    if S > 1 and not chained:   # pass 1: each segment's end state from zero, and its total log-decay
-        seg_a = torch.empty(batch * H, S, dtype=acc, device=x.device)
-        args = args[:15] + (seg_a,) + args[16:]
+    if two_pass:   # pass 1: each segment's end state from zero, and its total log-decay
         _ssd_fwd_kernel[(batch * H, n_pblk, S - 1)](
             *args, STORE_FINAL=want_final, STATES_ONLY=True, STORE_STATES=False, CHAINED=False, **flags)
     grid = (batch * H * n_pblk * S,) if chained else (batch * H, n_pblk, S)

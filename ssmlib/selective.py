@@ -75,8 +75,9 @@ channel blocks inside one group of B and C):
   only when there are fewer than 8 warps per SM. Chunks are 16 steps for
   inference, with registers capped at 168 so that every program of the
   headline shape is resident at once (``_pipe_tiles``); before a backward they
-  are as long as the checkpoint interval (8), which measured faster there. A chunk longer than the interval writes its
-  checkpoints from inside the step loop.
+  are as long as the checkpoint interval (8), which measured faster there. A
+  chunk longer than the interval writes its checkpoints from inside the step
+  loop.
 A "rowwise" variant (one thread per channel, its N states in registers: 9.4
 instructions per element against 16.8 in the sm_90a code) was built, timed on
 the H200 (``book/results/logs/gpu_selective_rowwise.txt``) and removed: one thread
