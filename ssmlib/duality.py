@@ -99,9 +99,9 @@ programs (S = 16 here, S = 1 at the 2.7B shape, which instead chains two
 segments in one launch: below). This is the two-level version of the chunked
 algorithm itself: chunks inside a program, segments across programs.
 
-Three refinements for long forwards (``_launch_config`` turns them on for 16-bit inputs when
-``batch·L·H·P·N ≥ 2³³``, the 2.7B shape's 2·10¹⁰; all measured on the H200 at that shape in
-``book/results/logs/ssd_fwd_*_session7.json``):
+Three refinements, measured on the H200 at the 2.7B shape (``book/results/logs/ssd_fwd_*_session7.json``
+and ``*session8*``). The first and third are for long forwards: ``_launch_config`` turns them on
+for 16-bit inputs when ``batch·L·H·P·N ≥ 2³³`` (the 2.7B shape's 2·10¹⁰); the second is always on.
 
 * **Chained segments.** 640 programs of two an SM are 2.42 waves: the third runs 112 programs
   on 132 SMs, and a program alone on an SM took as long as one sharing it (H = 66 heads, two
@@ -113,25 +113,31 @@ Three refinements for long forwards (``_launch_config`` turns them on for 16-bit
   the predecessor started a wave earlier and has long finished: nothing waits, no states-only
   pass, nothing read twice. 0.978 → 0.886 ms; three or more segments were slower (each
   program's start costs a few µs: 0.949 at 3, 1.111 at 16).
-* **A prep launch** (``_ssd_prep_kernel``, one program per batch element and block, all
-  heads) computes Δ (bias, softplus) and the in-block cumulative decays ``cs`` into two
-  float32 rows per head; the walk loads them a block ahead instead of computing them. Each
-  block of the walk then drops the softplus, the ``tl.cumsum`` and ``tl.sum`` across its
-  warps, and the moves of the decay vector between the layouts of its products (the compiler
-  loads ``cs`` straight into each): sm_90a barriers per block 25 → 17, instructions 1194 →
-  1040 (``--compile-only``). 0.886 → 0.821 ms (chained), and at batch 1 0.192 → 0.152 ms of
-  kernel time.
-* **C Bᵀ once per group.** With G = 1 the 80 heads share B and C, so the prep launch also
-  writes each block's ``C Bᵀ`` (32×32 float32, 4 MB at the 2.7B shape) and the walk loads
-  it instead of one of its four products (mma.sync instructions 56 → 40): 0.821 → 0.798 ms.
+* **Δ and the decays before the walk.** Each program first computes, for its whole segment,
+  Δ (bias, softplus) and the in-block cumulative decays ``cs`` into two float32 rows per head,
+  in tiles of 1024 steps in which no step waits on another; the walk then loads them a block
+  ahead instead of computing them. Each block of the walk drops the softplus, the
+  ``tl.cumsum`` and ``tl.sum`` across its warps, and the moves of the decay vector between
+  the layouts of its products (the compiler loads ``cs`` straight into each): in the sm_90a
+  code of the walk that saves states for the backward (bf16 defaults) barriers per block
+  25 → 17, instructions 1323 → 1150 (``--compile-only``; ``logs/compile_selfprep_session8.txt``).
+  A separate launch doing
+  this for all heads took the chained forward from 0.886 to 0.821 ms; inside the programs it
+  costs the same at the 2.7B shape (CUDA-graph replay: 0.796 ms with 1024-step tiles,
+  ``logs/s12call2_session8.json``, against 0.797 with the separate launch,
+  ``logs/ssd_selfprep_main_session8.json``) and needs no launch, so short forwards, whose
+  time is the host's, have it too: batch 1, L 16K 0.188 → 0.149 ms of kernel time, batch 32,
+  L 512 0.136 → 0.113 (``logs/ssd_selfprep_*_session8.json``).
+* **C Bᵀ once per group.** With G = 1 the 80 heads share B and C, so a first launch
+  (``_ssd_cb_kernel``) writes each block's ``C Bᵀ`` (32×32 float32, 4 MB at the 2.7B shape)
+  and the walk loads it instead of one of its four products (mma.sync instructions 56 → 40):
+  0.821 → 0.798 ms. At batch 1, L 16K it did not pay (0.157 against 0.149 ms, same log).
 
 Together 0.978 → 0.80 ms, against fla's ``chunk_simple_gla`` at 1.21 ms in the same run
-(``book/results/ssd.json``). Short forwards keep the single walk that computes Δ itself: there
-the host's time to issue a call (2–3 Triton launches of ~45 µs each on the H200 machine's host,
-``host_ms``) exceeds the kernels', and a prep launch would cost more than it saves: at batch 1,
-L 16K the prep path took 0.152 ms on the GPU (CUDA-graph replay) but 0.21–0.41 ms a call back
-to back, against 0.19 for the single walk (``logs/ssd_host_graph_session7.json``,
-``logs/bench_ssd_session7.txt``); the attention sweep's 16K-token batches likewise.
+(``book/results/ssd.json``). Where the host's time to issue a call (a Triton launch costs
+~45 µs on the H200 machine's host, ``host_ms``) exceeds the kernels', as at batch 1, L 16K and
+in the attention sweep's 16K-token batches, a call back to back takes the host's time; the
+benchmark reports both (``median_ms`` and ``graph_ms``, CUDA-graph replay).
 
 The H200 sweep (``python -m ssmlib.bench.duality --sweep-only``,
 ``book/results/ssd_sweep.json``) finds this single pass latency-bound: each
@@ -187,8 +193,8 @@ memory at 66% of their throughput (where the products' operands and the layout
 conversions between them pass), 40% of the waits on shared-memory (or MUFU)
 results: latency- and shared-memory-bound, not tensor-core-bound (29% of the
 SM's compute). A program's chain of dependent blocks sets the time (one alone
-on an SM is no faster), which is why removing work from each block (the prep
-launch above) pays. More programs an SM would too, if they fitted: block_p 32,
+on an SM is no faster), which is why removing work from each block (the Δ
+pass above) pays. More programs an SM would too, if they fitted: block_p 32,
 register caps of 168 or 128 (3 or 4 programs an SM, with spills) were all
 slower at both shapes
 (``book/results/logs/ssd_fwd_occupancy_session6.json``), and neither did 4 or 5
@@ -394,41 +400,24 @@ def _delta(dt, mask, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
-def _ssd_prep_kernel(dt_ptr, A_ptr, dtb_ptr, B_ptr, C_ptr, delta_ptr, cs_ptr, cb_ptr, L, H, G, N, n_blocks,
-                     HAS_DTB: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_CB: tl.constexpr, LOWP: tl.constexpr,
-                     PRECISION: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
-    # Program (b, block of BLOCK_T steps): every head's Δ and in-block cumulative log-decay cs, rows of
-    # (batch·H, L) (steps past L: Δ = 0); with HAS_CB every group's C Bᵀ of the block, (T, T) float32.
+def _ssd_cb_kernel(B_ptr, C_ptr, cb_ptr, L, G, N, n_blocks, LOWP: tl.constexpr, PRECISION: tl.constexpr,
+                   BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+    # Program (b, block of BLOCK_T steps): every group's C Bᵀ of the block, (T, T) in float32.
     b = tl.program_id(0)
     blk = tl.program_id(1)
-    acc = delta_ptr.dtype.element_ty
+    acc = cb_ptr.dtype.element_ty
+    op = B_ptr.dtype.element_ty if LOWP else acc
     i = tl.arange(0, BLOCK_T)
+    n = tl.arange(0, BLOCK_N)
     t = blk * BLOCK_T + i
-    tm = t < L
+    m = (t < L)[:, None] & (n < N)[None, :]
     b64 = b.to(tl.int64)
-    for h0 in range(0, H, BLOCK_H):
-        hh = h0 + tl.arange(0, BLOCK_H)
-        hm = hh < H
-        m = tm[:, None] & hm[None, :]
-        dt = tl.load(dt_ptr + (b64 * L + t[:, None]) * H + hh[None, :], mask=m, other=0.0).to(acc)
-        if HAS_DTB:
-            dt += tl.load(dtb_ptr + hh, mask=hm, other=0.0).to(acc)[None, :]
-        dt = _delta(dt, m, SOFTPLUS)
-        cs = tl.cumsum(dt * tl.load(A_ptr + hh, mask=hm, other=0.0).to(acc)[None, :], axis=0)  # a_0 + … + a_i
-        off = (b64 * H + hh[None, :]) * L + t[:, None]
-        tl.store(delta_ptr + off, dt, mask=m)
-        tl.store(cs_ptr + off, cs, mask=m)
-    if HAS_CB:
-        op = B_ptr.dtype.element_ty if LOWP else acc
-        n = tl.arange(0, BLOCK_N)
-        mb = tm[:, None] & (n < N)[None, :]
-        for g in range(0, G):
-            off = ((b64 * L + t[:, None]) * G + g) * N + n[None, :]
-            Bv = tl.load(B_ptr + off, mask=mb, other=0.0)
-            Cv = tl.load(C_ptr + off, mask=mb, other=0.0)
-            S = tl.dot(Cv.to(op), tl.trans(Bv.to(op)), input_precision=PRECISION, out_dtype=acc)
-            tl.store(cb_ptr + ((b64 * G + g) * n_blocks + blk) * BLOCK_T * BLOCK_T + i[:, None] * BLOCK_T
-                     + i[None, :], S)
+    for g in range(0, G):
+        off = ((b64 * L + t[:, None]) * G + g) * N + n[None, :]
+        Bv = tl.load(B_ptr + off, mask=m, other=0.0)
+        Cv = tl.load(C_ptr + off, mask=m, other=0.0)
+        S = tl.dot(Cv.to(op), tl.trans(Bv.to(op)), input_precision=PRECISION, out_dtype=acc)
+        tl.store(cb_ptr + ((b64 * G + g) * n_blocks + blk) * BLOCK_T * BLOCK_T + i[:, None] * BLOCK_T + i[None, :], S)
 
 
 @triton.jit
@@ -437,15 +426,16 @@ def _ssd_fwd_kernel(
         y_ptr, hT_ptr, seg_h_ptr, seg_a_ptr, states_ptr, chain_ptr,
         L, H, G, P, N, seg_len, n_seg, n_blocks, n_bh,
         HAS_D: tl.constexpr, D_PER_P: tl.constexpr, HAS_Z: tl.constexpr, HAS_DTB: tl.constexpr,
-        SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, PREP: tl.constexpr, STORE_FINAL: tl.constexpr,
+        SOFTPLUS: tl.constexpr, HAS_H0: tl.constexpr, STORE_FINAL: tl.constexpr,
         STATES_ONLY: tl.constexpr, STORE_STATES: tl.constexpr, CHAINED: tl.constexpr,
         HAS_CB: tl.constexpr, LOWP: tl.constexpr, PRECISION: tl.constexpr, PREFETCH: tl.constexpr,
-        BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
+        PREP_BLOCKS: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr):
     # Program (b·H + h, block of P, segment). Tiles: time along axis 0, channels p / states n along axis 1.
-    # PREP: Δ and cs come from _ssd_prep_kernel (and C Bᵀ with HAS_CB); otherwise each block
-    # computes them from dt. STATES_ONLY: a segment's local end state from zero (the segments' first
-    # pass). Otherwise the true state, from h0 and the earlier segments, and the outputs;
-    # STORE_STATES: the state entering every block (for the backward).
+    # Δ and cs: computed for the whole segment before the walk (rows of delta, cs), or, in the
+    # full pass after a states-only pass, read from that pass; C Bᵀ from _ssd_cb_kernel with HAS_CB.
+    # STATES_ONLY: a segment's local end
+    # state from zero (the segments' first pass). Otherwise the true state, from h0 and the earlier
+    # segments, and the outputs; STORE_STATES: the state entering every block (for the backward).
     # CHAINED: one launch over all segments; a program takes the next ticket (segment slowest), waits
     # for the previous segment's end state and hands its own on (see _forward).
     n_pblk = tl.cdiv(P, BLOCK_P)
@@ -472,10 +462,6 @@ def _ssd_fwd_kernel(
     pn_off = p[:, None] * N + n[None, :]                      # (BP, BN) offsets in a (P, N) state
     pn_mask = pm[:, None] & nm[None, :]
     bh64 = bh.to(tl.int64)
-    if not PREP:
-        A = tl.load(A_ptr + h).to(acc)
-        if HAS_DTB:
-            dtb = tl.load(dtb_ptr + h).to(acc)
     if HAS_D and not STATES_ONLY:
         if D_PER_P:
             Dv = tl.load(D_ptr + h * P + p, mask=pm, other=0.0).to(acc)[None, :]
@@ -508,14 +494,30 @@ def _ssd_fwd_kernel(
     xp_off = i[:, None] * (H * P) + p[None, :]              # (T, BP) in x, z, y
     bn_off = i[:, None] * (G * N) + n[None, :]              # (T, BN) in B, C
     row0 = b.to(tl.int64) * L + s0                          # index of (b, s0)
-    dcs = bh64 * L                                          # row of Δ and cs (PREP)
-    if PREFETCH:   # Δ and cs (or dt) are loaded a block ahead (the pipeliner leaves these loads synchronous)
-        if PREP:
-            dt_next = tl.load(delta_ptr + dcs + s0 + i, mask=s0 + i < s1, other=0.0)
-            cs_next = tl.load(cs_ptr + dcs + s0 + i, mask=s0 + i < s1, other=0.0)
-            al_next = tl.load(cs_ptr + dcs + tl.minimum(s0 + BLOCK_T, s1) - 1)
-        else:
-            dt_next = tl.load(dt_ptr + row0 * H + h + i * H, mask=s0 + i < s1, other=0.0)
+    dcs = bh64 * L                                          # row of Δ and cs
+    # 0. Δ = softplus(dt + bias) and cs_i = a_0 + … + a_i (a = Δ A) within each block, for the whole
+    #    segment at once (PREP_BLOCKS blocks a tile; no step waits on another), into the rows the walk
+    #    loads. The full pass after a states-only pass reads what that pass wrote, but for the last
+    #    segment, which it had no program for. (Programs of other P-blocks write the same values.)
+    if STATES_ONLY or CHAINED or sg == n_seg - 1:
+        A = tl.load(A_ptr + h).to(acc)
+        if HAS_DTB:
+            dtb = tl.load(dtb_ptr + h).to(acc)
+        tile = tl.arange(0, PREP_BLOCKS)[:, None] * BLOCK_T + i[None, :]
+        for c0 in range(s0, s1, PREP_BLOCKS * BLOCK_T):
+            tt = c0 + tile
+            tmask = tt < s1
+            d = tl.load(dt_ptr + (row0 - s0 + tt) * H + h, mask=tmask, other=0.0).to(acc)
+            if HAS_DTB:
+                d += dtb
+            d = _delta(d, tmask, SOFTPLUS)
+            tl.store(delta_ptr + dcs + tt, d, mask=tmask)
+            tl.store(cs_ptr + dcs + tt, tl.cumsum(d * A, axis=1), mask=tmask)
+        tl.debug_barrier()      # the walk's loads below read what the program's threads stored
+    if PREFETCH:   # Δ and cs are loaded a block ahead (the pipeliner leaves these loads synchronous)
+        dt_next = tl.load(delta_ptr + dcs + s0 + i, mask=s0 + i < s1, other=0.0)
+        cs_next = tl.load(cs_ptr + dcs + s0 + i, mask=s0 + i < s1, other=0.0)
+        al_next = tl.load(cs_ptr + dcs + tl.minimum(s0 + BLOCK_T, s1) - 1)
     for t0 in range(s0, s1, BLOCK_T):
         tm = t0 + i < s1
         xp_base = (row0 * H + h) * P
@@ -523,27 +525,15 @@ def _ssd_fwd_kernel(
         # 1. step sizes Δ and the in-block cumulative decay cs_i = a_0 + … + a_i (steps past the
         #    segment: Δ = 0, and cs = 0, which only rows that are never stored see)
         nx = t0 + BLOCK_T
-        if PREP and PREFETCH:
+        if PREFETCH:
             dt, cs, a_last = dt_next, cs_next, al_next
             dt_next = tl.load(delta_ptr + dcs + nx + i, mask=nx + i < s1, other=0.0)
             cs_next = tl.load(cs_ptr + dcs + nx + i, mask=nx + i < s1, other=0.0)
             al_next = tl.load(cs_ptr + dcs + tl.maximum(tl.minimum(nx + BLOCK_T, s1) - 1, 0))
-        elif PREP:
+        else:
             dt = tl.load(delta_ptr + dcs + t0 + i, mask=tm, other=0.0)
             cs = tl.load(cs_ptr + dcs + t0 + i, mask=tm, other=0.0)
             a_last = tl.load(cs_ptr + dcs + tl.minimum(nx, s1) - 1)
-        else:
-            if PREFETCH:
-                dt = dt_next.to(acc)
-                dt_next = tl.load(dt_ptr + (row0 + BLOCK_T) * H + h + i * H, mask=nx + i < s1, other=0.0)
-            else:
-                dt = tl.load(dt_ptr + row0 * H + h + i * H, mask=tm, other=0.0).to(acc)
-            if HAS_DTB:
-                dt += dtb
-            dt = _delta(dt, tm, SOFTPLUS)
-            a = dt * A
-            cs = tl.cumsum(a, axis=0)
-            a_last = tl.sum(a, axis=0)
         m_xp = tm[:, None] & pm[None, :]
         m_bn = tm[:, None] & nm[None, :]
         xv = tl.load(x_ptr + xp_base + xp_off, mask=m_xp, other=0.0)
@@ -816,6 +806,16 @@ def _ssd_step_kernel(
 
 
 # ---------------------------------------------------------------- launch configuration
+#: Steps in one tile of a forward program's pass computing Δ and the decays (1024: on the H200,
+#: 0.796 ms at the 2.7B shape against 0.806 with 256; equal at batch 1, L 16K; logs/s12call2_session8.json).
+_PREP_STEPS = 1024
+
+
+def _prep_blocks(block_t: int) -> int:
+    """Blocks of ``block_t`` steps in one tile of the forward's Δ pass."""
+    return max(1, _PREP_STEPS // block_t)
+
+
 def _launch_config(batch: int, H: int, P: int, N: int, L: int, G: int, dtype: torch.dtype, device) -> dict:
     """Default tiles and grids of the forward and backward kernels.
 
@@ -839,8 +839,8 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, G: int, dtype: to
     split into segments (atomics otherwise). N = 256 and float32
     (3×TF32, T = 32) are first choices from the sm_90a compile-only check
     (``--compile-only``: registers and spills), not yet swept.
-    Long 16-bit forwards (``batch·L·H·P·N ≥ 2³³``, with those tiles): ``prep`` (Δ and the
-    decays from a first launch), ``cb`` (C Bᵀ there too, when G < H), and, with at least
+    Long 16-bit forwards (``batch·L·H·P·N ≥ 2³³``, with those tiles): ``cb`` (C Bᵀ from a
+    first launch, when G < H), and, with at least
     4·sms programs (two waves of two an SM), two ``chained`` segments in one launch
     (0.98 → 0.80 ms at the 2.7B shape: the module docstring).
     In the interpreter: small tiles, one segment, none of these.
@@ -848,8 +848,7 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, G: int, dtype: to
     if runtime.INTERPRET:
         bp = min(32, max(16, runtime.next_pow2(P)))
         return dict(block_t=16, block_p=bp, num_warps=1, num_stages=1, segments=1, maxnreg=None, bwd_block_t=16,
-                    bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1, bwd_bc="atomic", prep=False, chained=False,
-                    cb=False)
+                    bwd_block_p=bp, bwd_num_warps=1, bwd_segments=1, bwd_bc="atomic", chained=False, cb=False)
     sms = runtime.sm_count(device)
     BN = max(16, runtime.next_pow2(N))
     warps, stages = 8, 1
@@ -864,8 +863,8 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, G: int, dtype: to
         block_t, block_p = 16, 16
     block_p = min(block_p, max(16, runtime.next_pow2(P)))
     cfg = dict(block_t=block_t, block_p=block_p, num_warps=warps, num_stages=stages, segments=1, maxnreg=None,
-               bwd_bc="atomic", prefetch=dtype in (torch.float16, torch.bfloat16) and BN <= 128, prep=False,
-               chained=False, cb=False)
+               bwd_bc="atomic", prefetch=dtype in (torch.float16, torch.bfloat16) and BN <= 128, chained=False,
+               cb=False)
     # The backward (and the forward that saves its states) walks blocks of bwd_block_t steps.
     # Larger P-blocks mean fewer float32 atomics on dB, dC and dt (one per P-block and head).
     if dtype in (torch.float16, torch.bfloat16):
@@ -884,7 +883,7 @@ def _launch_config(batch: int, H: int, P: int, N: int, L: int, G: int, dtype: to
     while cfg["segments"] * programs < 2 * sms and cfg["segments"] * 2 <= max_seg:
         cfg["segments"] *= 2
     if cfg["prefetch"] and batch * L * H * P * N >= 2**33:   # the measured 16-bit tiles, a long forward
-        cfg.update(prep=True, cb=G < H)
+        cfg["cb"] = G < H
         if programs >= 4 * sms and max_seg >= 2:
             cfg.update(segments=2, chained=True)
     return cfg
@@ -957,7 +956,7 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
     """y, final state (or None), and with ``save_states`` the state entering every block of
     ``block_t`` steps, ``(batch·H, n_blocks, P, N)`` float32, for the backward.
 
-    Launches ``_ssd_prep_kernel`` (Δ, cs and with ``cfg["cb"]`` C Bᵀ), then the forward kernel over
+    Launches ``_ssd_cb_kernel`` with ``cfg["cb"]`` (C Bᵀ), then the forward kernel over
     ``cfg["segments"]`` segments: chained in one launch (``cfg["chained"]``), or a states-only first
     launch and the full pass (see the module docstring).
     """
@@ -977,17 +976,14 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
     n_pblk = runtime.cdiv(P, BP)
     flags = _kernel_flags(x, D, z, dt_bias, h0, softplus, cfg, N)
     has_cb = bool(cfg.get("cb"))
-    prep = has_cb or bool(cfg.get("prep"))
-    delta = torch.empty(batch * H, L if prep else 1, dtype=acc, device=x.device)
-    cs = torch.empty(batch * H, L, dtype=acc, device=x.device) if prep else delta
+    delta = torch.empty(batch * H, L, dtype=acc, device=x.device)
+    cs = torch.empty(batch * H, L, dtype=acc, device=x.device)
     cb = torch.empty(batch * G, n_blocks, T, T, dtype=acc, device=x.device) if has_cb else delta
-    if prep:
-        _ssd_prep_kernel[(batch, n_blocks)](
-            dt, A, dt_bias if dt_bias is not None else A, B, C, delta, cs, cb, L, H, G, N, n_blocks,
-            HAS_DTB=dt_bias is not None, SOFTPLUS=bool(softplus), HAS_CB=has_cb, LOWP=flags["LOWP"],
-            PRECISION=flags["PRECISION"], BLOCK_T=T, BLOCK_H=min(64, max(16, runtime.next_pow2(H))),
-            BLOCK_N=flags["BLOCK_N"], num_warps=4)
-    flags.update(PREFETCH=bool(cfg.get("prefetch")), HAS_CB=has_cb, PREP=prep)
+    if has_cb:
+        _ssd_cb_kernel[(batch, n_blocks)](B, C, cb, L, G, N, n_blocks, LOWP=flags["LOWP"],
+                                          PRECISION=flags["PRECISION"], BLOCK_T=T, BLOCK_N=flags["BLOCK_N"],
+                                          num_warps=4)
+    flags.update(PREFETCH=bool(cfg.get("prefetch")), HAS_CB=has_cb, PREP_BLOCKS=_prep_blocks(T))
     chained = S > 1 and bool(cfg.get("chained"))
     # unused pointers are placeholders: y (x's dtype) for the inputs, delta (the accumulator's) else
     ptrs = lambda t, dummy=y: dummy if t is None else t  # noqa: E731
@@ -1118,7 +1114,7 @@ class _SSD(torch.autograd.Function):
 
 def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
         dt_softplus=False, return_final_states=False, *, block_t=None, block_p=None, num_warps=None,
-        num_stages=None, segments=None, maxnreg=None, prefetch=None, prep=None, chained=None, cb=None,
+        num_stages=None, segments=None, maxnreg=None, prefetch=None, chained=None, cb=None,
         backward="triton",
         bwd_block_p=None, bwd_num_warps=None, bwd_segments=None, bwd_bc=None):
     """Mamba-2's SSD layer core with the fused Triton kernel (see the module docstring).
@@ -1139,17 +1135,14 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
         block_t, block_p, num_warps, num_stages, segments, maxnreg: override the
             launch configuration (benchmarks and tests; see ``_launch_config``;
             maxnreg caps the registers per thread on the GPU).
-        prefetch: the forward loads each block's dt (with ``prep``: Δ and cs) one block ahead
+        prefetch: the forward loads each block's Δ and cs one block ahead
             (Triton's pipeliner leaves those loads synchronous; x, B, C it copies ahead itself). On by default
             for 16-bit inputs with N ≤ 128, where the H200 timed it (``_launch_config``).
-        prep: compute Δ and the in-block cumulative decays in a first, fully parallel launch
-            (``_ssd_prep_kernel``) instead of in the sequential walk (on by default for long
-            16-bit forwards, where the kernels and not the host's launches take the time).
         chained: run the segments in one launch, each program waiting for the previous segment's
             end state (on by default where the grid is at least two waves: ``_launch_config``);
             otherwise a states-only first launch folds them.
-        cb: precompute each block's C Bᵀ once per group (in the prep launch, which it implies)
-            instead of in every head's program (on with ``prep`` when heads share B and C).
+        cb: precompute each block's C Bᵀ once per group (``_ssd_cb_kernel``, one launch more)
+            instead of in every head's program (on for long 16-bit forwards when heads share B and C).
         backward: ``"triton"`` (the fused backward kernel) or ``"reference"``
             (recomputation through :func:`ssd_chunked_ref` under autograd).
         bwd_block_p, bwd_num_warps, bwd_segments: the backward kernel's launch configuration.
@@ -1169,7 +1162,7 @@ def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states
     _check_args(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states)
     batch, L, H, P = x.shape
     cfg = _launch_config(batch, H, P, B.shape[3], L, B.shape[2], x.dtype, x.device)
-    for k, v in dict(prefetch=prefetch, prep=prep, chained=chained, cb=cb).items():
+    for k, v in dict(prefetch=prefetch, chained=chained, cb=cb).items():
         if v is not None:
             cfg[k] = bool(v)
     if bwd_bc is not None:

@@ -135,18 +135,20 @@ def test_segments_fold_states(segments, L):
     assert rel_err(call(ssd, a, 16, segments=segments), y_ref) < 1e-10
 
 
-@pytest.mark.parametrize("segments,L,G,H,P", [(2, 65, 1, 3, 20), (3, 64, 2, 4, 16), (4, 100, 4, 4, 40)])
-def test_chained_segments_and_precomputed_cb(segments, L, G, H, P):
-    """Chained segments (one launch; each program waits for the previous segment's end state), Δ and
-    the decays computed in a first launch (prep), C Bᵀ precomputed once per group (cb), with dt or Δ
-    loaded a block ahead or not, equal the linear form; so do their gradients."""
+@pytest.mark.parametrize("segments,L,G,H,P,prep_steps", [(2, 65, 1, 3, 20, 1024), (3, 64, 2, 4, 16, 16),
+                                                      (4, 100, 4, 4, 40, 32)])
+def test_chained_segments_and_precomputed_cb(segments, L, G, H, P, prep_steps, monkeypatch):
+    """Chained segments (one launch; each program waits for the previous segment's end state), C Bᵀ
+    precomputed once per group (cb), with Δ and the decays loaded a block ahead or not, equal the
+    linear form; so do their gradients. Each program's Δ pass in one tile, or in several (prep_steps:
+    one or two blocks a tile, and a last tile cut by the segment's end)."""
+    monkeypatch.setattr(duality, "_PREP_STEPS", prep_steps)
     a = make(2, L, H, P, G, 16, D="matrix")
     kw = dict(dt_softplus=True, return_final_states=True)
     y_ref, h_ref = call(ssd_linear_ref, a, **kw)
-    for chained, prep, cb in ((True, False, False), (True, True, False), (True, True, True), (False, True, False),
-                              (False, True, True)):
+    for chained, cb in ((False, False), (True, False), (True, True), (False, True)):
         for pf in (False, True):
-            y, h = call(ssd, a, 16, segments=segments, chained=chained, prep=prep, cb=cb, prefetch=pf, block_p=16, **kw)
+            y, h = call(ssd, a, 16, segments=segments, chained=chained, cb=cb, prefetch=pf, block_p=16, **kw)
             assert rel_err(y, y_ref) < 1e-10 and rel_err(h, h_ref) < 1e-10
     assert_grads_match_linear_form(a, 1e-10, segments=segments, chained=True, cb=True, block_p=16)
 
@@ -232,9 +234,9 @@ def test_default_launch_config_on_the_h200(monkeypatch):
     monkeypatch.setattr(duality.runtime, "sm_count", lambda device: {"h200": 132, "small": 16}[device])
     big = duality._launch_config(8, 80, 64, 128, 4096, 1, torch.bfloat16, "h200")
     assert (big["block_t"], big["block_p"], big["num_warps"]) == (32, 64, 4)
-    # 640 programs, 2.4 waves of two an SM: Δ and the decays in a first launch, two chained segments,
-    # C Bᵀ once per group (book/results/logs/ssd_fwd_prep_session7.json)
-    assert big["segments"] == 2 and big["chained"] and big["prep"] and big["cb"]
+    # 640 programs, 2.4 waves of two an SM: two chained segments, C Bᵀ once per group
+    # (book/results/logs/ssd_fwd_chained_cb_session7.json)
+    assert big["segments"] == 2 and big["chained"] and big["cb"]
     small = duality._launch_config(1, 32, 64, 64, 16384, 1, torch.bfloat16, "h200")
     assert small["segments"] * 32 * 64 // small["block_p"] >= 2 * 132
     assert small["bwd_segments"] * 32 * 64 // small["bwd_block_p"] >= 2 * 132
@@ -249,9 +251,9 @@ def test_default_launch_config_on_the_h200(monkeypatch):
     assert not duality._launch_config(8, 80, 64, 256, 4096, 1, torch.bfloat16, "h200")["prefetch"]
     assert not duality._launch_config(8, 80, 64, 128, 4096, 1, torch.float32, "h200")["prefetch"]
     assert (big["bwd_bc"], small["bwd_bc"]) == ("atomic", "per_head")
-    # a short forward (the host's launches take as long as the kernels): one launch fewer, no prep pass;
+    # a short forward: no C Bᵀ launch (slower at batch 1, L 16K: logs/s12call2_session8.json);
     # too few programs to chain (each segment would wait for the one before): two passes
-    assert not small["chained"] and not small["prep"] and not small["cb"]
+    assert not small["chained"] and not small["cb"]
     assert not duality._launch_config(8, 80, 64, 128, 4096, 80, torch.bfloat16, "h200")["cb"]   # G = H
     for cfg in (big, small):      # within the steps per warp that compiled correctly on the H200
         assert cfg["block_t"] <= duality.MAX_STEPS_PER_WARP * min(cfg["num_warps"], cfg["bwd_num_warps"])
@@ -635,8 +637,9 @@ def test_bench_dry_run_on_cpu(monkeypatch, tmp_path):
     assert {(r["impl"], r["pass"]) for r in res["rows"]} >= {("ssmlib", "fwd"), ("ssmlib", "fwd+bwd"),
                                                              ("roofline", "fwd")}
     assert res["baselines"]["mamba_ssm"].startswith("not available")
-    # one shape at a time: the other shapes' rows of an earlier result are kept, this shape's replaced,
-    # and the file is written after every shape
+    assert all(r["date"] == res["rows"][0]["date"] for r in res["rows"])     # each row says when it was measured
+    # one shape at a time: the other shapes' rows of an earlier result are kept (with their dates),
+    # this shape's replaced, and the file is written after every shape
     other = {"impl": "fla", "batch": 9, "L": 99, "pass": "fwd", "median_ms": 1.0}
     prev = dict(res, rows=res["rows"] + [other])
     again = bench.ssd_benchmark(ceil, shapes=tiny, backward=False, previous=prev, save_to=tmp_path)

@@ -9,7 +9,8 @@ Writes under ``book/results/``:
   ``chunk_simple_gla`` (q = C, k = B, v = x·Δ, g = A·Δ, scale 1; the same
   computation) when they can be imported, and the roofline. Every row has
   ``impl``, the shape, ``pass`` ("fwd" or "fwd+bwd"), ``median_ms``, ``bytes``,
-  ``flops``, ``roofline_ms``, ``fraction_of_roofline``. A baseline that
+  ``flops``, ``roofline_ms``, ``fraction_of_roofline``, ``date`` (when its shape was
+  measured: with ``--shape``, the other shape's rows keep theirs). A baseline that
   cannot be imported is recorded in ``"baselines"`` with the reason, and has
   no rows. Forward rows on the GPU also have ``host_ms`` (the host's time a
   call: argument checks, allocations, launches) and ``graph_ms`` (replayed from
@@ -224,14 +225,15 @@ def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True, previous: dict | None
         inp = _inputs(**{k: shape[k] for k in ("batch", "L", "H", "P", "N", "G")})
         calls = _callers(inp, shape["chunk"], fns)
         nbytes, flops, roof = _floor(**shape, ceil=ceil)
+        row_shape = {**shape, "date": environment()["date"]}   # rows of other shapes may be from earlier runs
         for impl, fn in calls.items():
             try:
-                rows.append(_row(impl, shape, "fwd", median_ms(fn), nbytes, flops, roof, **_host_and_graph(fn)))
+                rows.append(_row(impl, row_shape, "fwd", median_ms(fn), nbytes, flops, roof, **_host_and_graph(fn)))
                 print(f"fwd {impl} {shape}: {rows[-1]['median_ms']:.3f} ms "
                       f"(graph {rows[-1].get('graph_ms', float('nan')):.3f})", flush=True)
             except Exception as e:  # noqa: BLE001
                 status[impl] = f"fwd failed: {_where(e)}"
-        rows.append(_row("roofline", shape, "fwd", roof, nbytes, flops, roof))
+        rows.append(_row("roofline", row_shape, "fwd", roof, nbytes, flops, roof))
         if backward:
             b3, f3, roof3 = _floor(**shape, ceil=ceil, factor=3.0)
             grads = [inp[k] for k in ("x", "dt", "B", "C")]
@@ -243,7 +245,7 @@ def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True, previous: dict | None
                     y = fn()
                     y.backward(torch.ones_like(y))
                 try:
-                    rows.append(_row(impl, shape, "fwd+bwd", median_ms(step, warmup=5, rep=50), b3, f3, roof3,
+                    rows.append(_row(impl, row_shape, "fwd+bwd", median_ms(step, warmup=5, rep=50), b3, f3, roof3,
                                      backward="Triton" if impl == "ssmlib" else "native"))
                     print(f"fwd+bwd {impl} {shape}: {rows[-1]['median_ms']:.3f} ms", flush=True)
                     status.pop(impl + " fwd+bwd", None)     # an earlier run's failure note no longer holds
@@ -251,7 +253,7 @@ def ssd_benchmark(ceil=None, shapes=SHAPES, backward=True, previous: dict | None
                     status[impl + " fwd+bwd"] = f"failed: {_where(e)}"
                 for t in grads + fla_grads:
                     t.grad = None
-            rows.append(_row("roofline", shape, "fwd+bwd", roof3, b3, f3, roof3))
+            rows.append(_row("roofline", row_shape, "fwd+bwd", roof3, b3, f3, roof3))
         del inp, calls
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
@@ -549,32 +551,31 @@ def _compile_worker(configs, bwd_configs=None) -> list[dict]:
         BN = max(16, 1 << (N - 1).bit_length())
         prefetch = dtype in ("bf16", "fp16") and BN <= 128     # as the default launch (``_launch_config``)
         accp = "*fp64" if dtype == "fp64" else "*fp32"
-        # the forward as launched: the single pass saving states, the states-only first pass (both
-        # computing Δ and the decays themselves), and the chained pass reading them and C Bᵀ from the
-        # prep launch (the 16-bit default at the 2.7B shape)
+        # the forward as launched: the single pass saving states, the states-only first pass, and the
+        # chained pass reading C Bᵀ from _ssd_cb_kernel (the 16-bit default at the 2.7B shape)
         for kind in ("fwd", "fwd_states_only", "fwd_chained_cb"):
             states_only, chained = kind == "fwd_states_only", kind == "fwd_chained_cb"
             sig = {n: accp for n in duality._ssd_fwd_kernel.arg_names if n.endswith("_ptr")}
             # as in a real call: unused input pointers are placeholders of x's dtype
             sig.update({n: f"*{dtype}" for n in ("x_ptr", "dt_ptr", "B_ptr", "C_ptr", "y_ptr", "z_ptr")})
             sig.update({n: "i32" for n in ints}, chain_ptr="*i32")
-            cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True, PREP=chained,
+            cx = dict(HAS_D=True, D_PER_P=False, HAS_Z=True, HAS_DTB=True, SOFTPLUS=True, HAS_H0=True,
                       STORE_FINAL=True, STATES_ONLY=states_only, STORE_STATES=kind == "fwd", CHAINED=chained,
-                      HAS_CB=chained, PREFETCH=prefetch,
+                      HAS_CB=chained, PREFETCH=prefetch, PREP_BLOCKS=duality._prep_blocks(T),
                       LOWP=dtype in ("bf16", "fp16"),
                       PRECISION="ieee" if dtype == "fp64" else "tf32x3", BLOCK_T=T, BLOCK_P=BP, BLOCK_N=BN)
             div = [n for n in sig if n.endswith("_ptr")] + ["L", "H", "P", "N", "seg_len"]
             rec = {"kernel": kind, "dtype": dtype, "block_t": T,
                    "block_p": BP, "N": N, "num_warps": nw, "num_stages": ns, "prefetch": prefetch}
             out.append(_compile_one(rec, duality._ssd_fwd_kernel, sig, cx, div, nw, ns))
-        k = duality._ssd_prep_kernel
+        k = duality._ssd_cb_kernel
         sig = {n: accp for n in k.arg_names if n.endswith("_ptr")}
-        sig.update({n: f"*{dtype}" for n in ("dt_ptr", "B_ptr", "C_ptr")})
-        sig.update({n: "i32" for n in ("L", "H", "G", "N", "n_blocks")})
-        cx = dict(HAS_DTB=True, SOFTPLUS=True, HAS_CB=True, LOWP=dtype in ("bf16", "fp16"),
-                  PRECISION="ieee" if dtype == "fp64" else "tf32x3", BLOCK_T=T, BLOCK_H=64, BLOCK_N=BN)
-        rec = {"kernel": "prep", "dtype": dtype, "block_t": T, "N": N, "num_warps": 4}
-        out.append(_compile_one(rec, k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "H", "N"], 4, 1))
+        sig.update({n: f"*{dtype}" for n in ("B_ptr", "C_ptr")})
+        sig.update({n: "i32" for n in ("L", "G", "N", "n_blocks")})
+        cx = dict(LOWP=dtype in ("bf16", "fp16"), PRECISION="ieee" if dtype == "fp64" else "tf32x3", BLOCK_T=T,
+                  BLOCK_N=BN)
+        rec = {"kernel": "cb", "dtype": dtype, "block_t": T, "N": N, "num_warps": 4}
+        out.append(_compile_one(rec, k, sig, cx, [n for n in sig if n.endswith("_ptr")] + ["L", "N"], 4, 1))
     for dtype, T, BP, N, nw, ns in BWD_COMPILE_CONFIGS if bwd_configs is None else bwd_configs:
         BN = max(16, 1 << (N - 1).bit_length())
         k = duality._ssd_bwd_kernel
