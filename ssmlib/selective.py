@@ -59,7 +59,8 @@ channel blocks inside one group of B and C):
   element) without the serial kernel's per-chunk memory round trips. Δ and
   Δ·u of the chunk stay in registers, in a tile laid out like the state tile,
   and step j takes its column with a compile-time select and the lanes'
-  butterfly (``tl.sum(tl.where(tcol == j, X, -0.0), 1)``; two shuffles each);
+  butterfly (``tl.sum(tl.where(tcol == j, X, -0.0), 1)``, -0.0 built by
+  ``_neg_zero``; two shuffles each);
   no scratch, no barrier. u, Δ and z are loaded two chunks ahead (loop-carried
   registers), so HBM latency hides behind the arithmetic. ``bc_tile=True``
   loads the chunk's B and C as ``(BLOCK_D, BLOCK_T, N)`` tiles whose
@@ -112,13 +113,25 @@ measured all three on the H200: "pipelined" with ``bc_tile=2`` is the default
 for N ≥ 4, "scan" below.
 
 Where the default forward's time goes (N = 16, 32×16 tiles, B and C a chunk
-ahead, 168 registers): about 16.7 SASS instructions per element. Per step
+ahead, 168 registers): about 13.6 SASS instructions per element. Per step
 and thread (4 states) that is 4 exponentials with their 4 multiplies, 4
-FFMAs for the state, 4 multiplies by B, the C contraction (4 multiplies, 3
-adds, a 2-level butterfly), and about 22 instructions to give every lane of a
-channel its Δ_t and Δ_t·u_t (a compile-time select and a 2-level butterfly
-each): a third of the loop. At perfect issue (4 warp-instructions per clock
-per SM) that count alone takes about 2× the exp-bound floor; Nsight Compute
+FFMAs for the state, 4 multiplies by B, the C contraction (a multiply, 3
+FFMAs, a 2-level butterfly), and about 10 instructions to give every lane of a
+channel its Δ_t and Δ_t·u_t (a select and a 2-level butterfly each). It was
+16.6 until two fixes (compile-only, ``book/results/logs/compile_selective_session8.json``):
+the selections' -0.0 is built from its bits (``_neg_zero``; Triton 3.6 folds
+the literal -0.0 to +0.0, and x + 0.0 is not x for x = -0.0, so the compiler
+kept an add for every B and C value of every step and four for each column
+taken from Δ and Δ·u), and the next chunk's B and C are loaded unmasked when
+the chunks are whole (a masked load first zeroes the registers of its
+masked-off lanes: 64 instructions a chunk). On the H200 that took the bf16
+forward from 0.330 to 0.317 ms and float32 from 0.373 to 0.366 (old and new
+kernels alternating in one run, ``book/results/logs/selective_ab_session8.json``):
+18% fewer instructions, 4% less time, because the loop is latency-bound, not
+issue-bound (below). In the serial backward the same -0.0 made float32
+forward+backward slower (1.93 against 1.79 ms; bfloat16 equal), so it keeps +0.0.
+At perfect issue (4 warp-instructions per clock
+per SM, 8 a exponential) 13.6 alone take 1.7× the exp-bound floor (16.6: 2.1×); Nsight Compute
 (``tools/profile_kernels.py``) saw the 8-step version issue 0.68
 instructions per clock per scheduler with 10 resident warps per SM, and the
 default (16 steps, 168 registers) 0.66 with 11.2 and its L1 at 69% of its
@@ -126,9 +139,16 @@ throughput, 3.7 M of its requests local-memory spills of the register cap
 (``book/results/logs/ncu_session6_lanes_vs_pipelined_bf16.txt``): fewer
 instructions alone would not halve its time. Handing
 Δ over in a layout replicated across a channel's lanes would remove most of
-those 22; Triton 3.6 offers no way to ask for it (compile-only: a 3D
+those 10; Triton 3.6 offers no way to ask for it (compile-only: a 3D
 broadcast of the Δ tile made it pick layouts with shared-memory round trips
-and spills every step, 8× the loop's instructions; ``tl.gather``, 2×).
+and spills every step, 8× the loop's instructions; ``tl.gather``, 2×). An
+inline-PTX ``shfl.sync.idx`` from the lane that holds step j would take the 10
+to 2 (compile-only), but which lane that is depends on the register layout
+Triton picks, and that changes with what it may assume of the arguments (8×4
+lanes over the (channel, step) tile when every pointer and integer argument is
+known to be a multiple of 16, as at the headline shape; 2×16 with fewer such
+guarantees): a layout it did not expect would give wrong results silently, so
+it was not kept.
 A variant went around it: each chunk's Δ and Δ·u tiles stored to a
 per-program scratch (two slots, one barrier a chunk), each step loading its
 column, one value per lane: 12.2 instructions an element with B and C loaded
@@ -583,11 +603,25 @@ def _checkpoint(ckpt_row, X, nmask, t, L, N, CKPT: tl.constexpr):
 
 
 @triton.jit
-def _step_column(T, sel):
+def _neg_zero(like):
+    """-0.0 in the shape and float type of ``like``: x + (-0.0) is x for every x, so the compiler
+    drops the adds of a select-and-sum where the unselected registers hold -0.0 (with +0.0 it must
+    keep them: 0.0 + (-0.0) is 0.0). Built from its bits: Triton 3.6 folds the literal -0.0 (and
+    -tl.zeros) to +0.0, which cost the default forward 2.1 instructions an element."""
+    if like.dtype == tl.float64:    # (one return: the compiler would visit both returns of a static if)
+        z = tl.full(like.shape, -9223372036854775808, tl.int64).to(tl.float64, bitcast=True)
+    else:
+        z = tl.full(like.shape, -2147483648, tl.int32).to(tl.float32, bitcast=True)
+    return z
+
+
+@triton.jit
+def _step_column(T, sel, EXACT: tl.constexpr = True):
     """Step j's column of a (rows, width) chunk tile as a (rows, 1) column for every lane of a row:
-    selected (``sel``: the column mask) and summed along the row (-0.0 so that the other registers'
-    adds fold away): a butterfly across the lanes that split the row, none when one thread holds it."""
-    return tl.sum(tl.where(sel, T, -0.0), 1)[:, None]
+    selected (``sel``: the column mask) and summed along the row (-0.0, ``_neg_zero``, so that the other
+    registers' adds fold away): a butterfly across the lanes that split the row, none when one thread holds it.
+    ``EXACT=False``: +0.0 instead, whose adds stay (the serial backward: see its kernel)."""
+    return tl.sum(tl.where(sel, T, _neg_zero(T) if EXACT else 0.0), 1)[:, None]
 
 
 @triton.jit
@@ -603,8 +637,8 @@ def _selective_scan_fwd_pipe_kernel(
     # (1) no scratch and no barrier: Δ and Δ·u of the chunk stay in registers, in a tile laid
     #     out like the state tile (a row per channel, the lanes of a channel splitting the
     #     columns), and step j takes its column with a compile-time select and the lanes'
-    #     butterfly (`tl.sum(tl.where(tcol == j, X, -0.0), 1)`: -0.0 so that the adds of the
-    #     other registers fold away);
+    #     butterfly (`tl.sum(tl.where(tcol == j, X, -0.0), 1)`: -0.0, from _neg_zero, so that the
+    #     adds of the other registers fold away);
     # (2) the next chunk's u, Δ, z loaded before the current chunk is computed (loop-carried
     #     registers), so the HBM latency hides behind 16 steps of arithmetic;
     # (3) optionally a segment of the sequence per program (axis 1 of the grid): with
@@ -687,10 +721,12 @@ def _selective_scan_fwd_pipe_kernel(
             B3 = _load_bc3(B3_base, k, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
         if BC_TILE == 1 or BC_TILE == 3:
             C3 = _load_bc3(C3_base, k, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, EVEN_L and EVEN_N, acc)
-        if BC_TILE >= 2:
-            B3_n = _load_bc3(B3_base, k + BLOCK_T, t1, NS, N, t3, n3, VAR_B, False, acc)
+        if BC_TILE >= 2:   # the next chunk's; in the last, with whole chunks, this one's again (unused):
+            # an unmasked load needs no zeroed registers for its masked-off lanes
+            kn = tl.minimum(k + BLOCK_T, t1 - BLOCK_T) if EVEN_L and EVEN_N else k + BLOCK_T
+            B3_n = _load_bc3(B3_base, kn, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
         if BC_TILE == 2:
-            C3_n = _load_bc3(C3_base, k + BLOCK_T, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, False, acc)
+            C3_n = _load_bc3(C3_base, kn, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, EVEN_L and EVEN_N, acc)
         # issue chunk c + 2's loads now; they land while chunks c and c + 1 compute
         tt_n = k + 2 * BLOCK_T + t_in
         m2_n = dmask[:, None] & (tt_n < t1)[None, :]
@@ -713,7 +749,7 @@ def _selective_scan_fwd_pipe_kernel(
             dtu = _step_column(DTU, sel)
             if VAR_B:
                 if BC_TILE > 0:
-                    Bt = tl.sum(tl.where(t3 == j, B3, -0.0), 1)
+                    Bt = tl.sum(tl.where(t3 == j, B3, _neg_zero(B3)), 1)
                 else:
                     Bt = _step_vector(B_row, k + j, NS, ncol, N, t1, EVEN_L and EVEN_N, acc)
             else:
@@ -721,7 +757,7 @@ def _selective_scan_fwd_pipe_kernel(
             X = tl.exp2(dt * A2) * X + dtu * Bt                    # the one exp per (b, d, t, n)
             if not STATES_ONLY:
                 if VAR_C and BC_TILE > 0:
-                    Ct = tl.sum(tl.where(t3 == j, C3, -0.0), 1)
+                    Ct = tl.sum(tl.where(t3 == j, C3, _neg_zero(C3)), 1)
                 elif VAR_C:
                     Ct = _step_vector(C_row, k + j, NS, ncol, N, t1, EVEN_L and EVEN_N, acc)
                 else:
@@ -1033,8 +1069,8 @@ def _selective_scan_bwd_serial_kernel(
         A3 = ZERO3
         for j in tl.static_range(BLOCK_T):
             sel = tcol == j
-            dt = _step_column(DT, sel)
-            dtu = _step_column(DTU, sel)
+            dt = _step_column(DT, sel, False)
+            dtu = _step_column(DTU, sel, False)
             if VAR_B:
                 Bt = _step_vector(B_row, k + j, NS, ncol, N, L, EVEN_L and EVEN_N, acc)
             else:
@@ -1049,16 +1085,18 @@ def _selective_scan_bwd_serial_kernel(
                 else:
                     Ct = Cfix
                 Y = tl.where(sel, tl.sum(X * Ct, 1)[:, None], Y)
-        # (2) the adjoint, a step at a time from the chunk's last step
+        # (2) the adjoint, a step at a time from the chunk's last step. Its selections (and (1)'s) sum +0.0, not
+        #     _neg_zero's -0.0: with -0.0 the float32 forward+backward took 1.93 ms instead of 1.79
+        #     on the H200 (book/results/logs/selective_ab_session8.json), bfloat16 the same.
         S1 = tl.zeros([BLOCK_D, TW], dtype=acc)             # Σ_n λ_t B_t
         S2 = tl.zeros([BLOCK_D, TW], dtype=acc)             # Σ_n A₂ λ_t (x_t − b_t)
         for j in tl.static_range(BLOCK_T - 1, -1, -1):
             sel = tcol == j
-            dt = _step_column(DT, sel)
-            dtu = _step_column(DTU, sel)
-            dy = _step_column(DY, sel)
-            x = tl.sum(tl.where(t3 == j, X3, -0.0), 1)
-            a = tl.sum(tl.where(t3 == j, A3, -0.0), 1)
+            dt = _step_column(DT, sel, False)
+            dtu = _step_column(DTU, sel, False)
+            dy = _step_column(DY, sel, False)
+            x = tl.sum(tl.where(t3 == j, X3, 0.0), 1)
+            a = tl.sum(tl.where(t3 == j, A3, 0.0), 1)
             if VAR_B:
                 Bt = _step_vector(B_row, k + j, NS, ncol, N, L, EVEN_L and EVEN_N, acc)
             else:

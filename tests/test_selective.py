@@ -23,9 +23,11 @@ import itertools
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 import ssmlib
-from ssmlib.selective import (selective_scan, selective_scan_ref, selective_scan_unfused,
+from ssmlib.selective import (_neg_zero, selective_scan, selective_scan_ref, selective_scan_unfused,
                               selective_state_update, selective_state_update_ref)
 
 DEV = ssmlib.DEVICE
@@ -109,6 +111,21 @@ def test_forward_pipelined_variant_float64(kind, G, L, N, cfg):
     ref, ref_last = call(selective_scan_ref, t)
     assert_close(out, ref, 1e-10, 1e-10, "out")
     assert_close(last, ref_last, 1e-10, 1e-10, "last state")
+
+
+@triton.jit
+def _neg_zero_kernel(out_ptr, BLOCK: tl.constexpr):
+    i = tl.arange(0, BLOCK)
+    tl.store(out_ptr + i, _neg_zero(tl.load(out_ptr + i)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_neg_zero_has_its_sign(dtype):
+    """The -0.0 of the forward's select-and-sums has its sign bit set as compiled (Triton 3.6 folds the
+    literal -0.0 to +0.0, whose adds the compiler must keep)."""
+    out = torch.ones(16, dtype=dtype, device=DEV)
+    _neg_zero_kernel[(1,)](out, BLOCK=16)
+    assert (out == 0).all() and torch.signbit(out).all()
 
 
 @pytest.mark.parametrize("opts", [o for k in range(4) for o in itertools.combinations(OPTS, k)])
