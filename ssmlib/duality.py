@@ -121,10 +121,9 @@ for 16-bit inputs when ``batch·L·H·P·N ≥ 2³³`` (the 2.7B shape's 2·10¹
   the layouts of its products (the compiler loads ``cs`` straight into each): in the sm_90a
   code of the walk that saves states for the backward (bf16 defaults) barriers per block
   25 → 17, instructions 1323 → 1150 (``--compile-only``; ``logs/compile_selfprep_session8.txt``).
-  A separate launch doing
-  this for all heads took the chained forward from 0.886 to 0.821 ms; inside the programs it
-  costs the same at the 2.7B shape (CUDA-graph replay: 0.796 ms with 1024-step tiles,
-  ``logs/s12call2_session8.json``, against 0.797 with the separate launch,
+  A separate launch doing this for all heads took the chained forward from 0.886 to 0.821 ms;
+  inside the programs it costs the same at the 2.7B shape (CUDA-graph replay: 0.796 ms with
+  1024-step tiles, ``logs/s12call2_session8.json``, against 0.797 with the separate launch,
   ``logs/ssd_selfprep_main_session8.json``) and needs no launch, so short forwards, whose
   time is the host's, have it too: batch 1, L 16K 0.188 → 0.149 ms of kernel time, batch 32,
   L 512 0.136 → 0.113 (``logs/ssd_selfprep_*_session8.json``).
@@ -150,9 +149,10 @@ was removed (git log: "ssd: remove the two-pass algorithms").
 
 Backward (``_ssd_bwd_kernel``). ``ssd`` is differentiable in every tensor
 argument. When a gradient will be needed, the forward also writes the state
-entering every block of ``bwd_block_t`` steps (``batch·H·L/T·P·N`` floats:
-for T = 32 about 2.5× the bytes of x; the published kernels keep one per
-chunk of 256). A backward program owns (batch, head, block of P) and walks
+entering every block of ``bwd_block_t`` steps (``batch·H·L/T·P·N`` float32:
+for T = 32, N/8 bytes per element of x: at N = 128 eight times x's bfloat16
+bytes, 2.7 GB at the 2.7B shape; the published kernels keep one per chunk of
+256). A backward program owns (batch, head, block of P) and walks
 the blocks in reverse, carrying the adjoint ``dh`` of the state on chip. Per
 block it recomputes Δ, cs, ``M = C Bᵀ ∘ 𝓛`` and the pre-gate output u, and with
 ``du = dy·silu(z)`` (and ``dz = dy·u·silu′(z)``):
@@ -433,9 +433,9 @@ def _ssd_fwd_kernel(
     # Program (b·H + h, block of P, segment). Tiles: time along axis 0, channels p / states n along axis 1.
     # Δ and cs: computed for the whole segment before the walk (rows of delta, cs), or, in the
     # full pass after a states-only pass, read from that pass; C Bᵀ from _ssd_cb_kernel with HAS_CB.
-    # STATES_ONLY: a segment's local end
-    # state from zero (the segments' first pass). Otherwise the true state, from h0 and the earlier
-    # segments, and the outputs; STORE_STATES: the state entering every block (for the backward).
+    # STATES_ONLY: a segment's local end state from zero (the segments' first pass). Otherwise the
+    # true state, from h0 and the earlier segments, and the outputs; STORE_STATES: the state
+    # entering every block (for the backward).
     # CHAINED: one launch over all segments; a program takes the next ticket (segment slowest), waits
     # for the previous segment's end state and hands its own on (see _forward).
     n_pblk = tl.cdiv(P, BLOCK_P)
