@@ -677,7 +677,7 @@ def test_bench_dry_run_on_cpu(monkeypatch, tmp_path):
     assert [e["block_p"] for e in resumed["errors"]] == [32]
     assert any(r.get("block_p") == 16 for r in resumed["rows"])
     step = bench.step_benchmark(ceil, batch=2, H=2, P=16, N=16)
-    assert step["median_ms"] > 0
+    assert step["median_ms"] > 0 and step["date"]
 
 
 def test_bench_each_baseline_calls_its_own_function():

@@ -502,7 +502,7 @@ def step_benchmark(ceil=None, batch=64, H=80, P=64, N=128) -> dict:
     roof = roofline_ms(nbytes, 0, ceil)
     return {"impl": "ssmlib_step", "batch": batch, "H": H, "P": P, "N": N, "L": 1, "dtype": "float32 state",
             "pass": "step", "median_ms": t, "bytes": nbytes, "flops": 4 * batch * H * P * N,
-            "roofline_ms": roof, "fraction_of_roofline": roof / t}
+            "roofline_ms": roof, "fraction_of_roofline": roof / t, "date": environment()["date"]}
 
 
 def run(ceil: dict, sweep: bool = False) -> list[dict]:
