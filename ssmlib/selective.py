@@ -112,26 +112,25 @@ barriers), not issue-bound, which is what "pipelined" addresses. The sweep
 measured all three on the H200: "pipelined" with ``bc_tile=2`` is the default
 for N ≥ 4, "scan" below.
 
-Where the default forward's time goes (N = 16, 32×16 tiles, B and C a chunk
-ahead, 168 registers): about 13.6 SASS instructions per element. Per step
-and thread (4 states) that is 4 exponentials with their 4 multiplies, 4
-FFMAs for the state, 4 multiplies by B, the C contraction (a multiply, 3
-FFMAs, a 2-level butterfly), and about 10 instructions to give every lane of a
-channel its Δ_t and Δ_t·u_t (a select and a 2-level butterfly each). It was
-16.6 until two fixes (compile-only, ``book/results/logs/compile_selective_session8.json``):
-the selections' -0.0 is built from its bits (``_neg_zero``; Triton 3.6 folds
-the literal -0.0 to +0.0, and x + 0.0 is not x for x = -0.0, so the compiler
-kept an add for every B and C value of every step and four for each column
-taken from Δ and Δ·u), and the next chunk's B and C are loaded unmasked when
-the chunks are whole (a masked load first zeroes the registers of its
-masked-off lanes: 64 instructions a chunk). On the H200 that took the bf16
-forward from 0.330 to 0.317 ms and float32 from 0.373 to 0.366 (old and new
-kernels alternating in one run, ``book/results/logs/selective_ab_session8.json``):
-18% fewer instructions, 4% less time, because the loop is latency-bound, not
-issue-bound (below). In the serial backward the same -0.0 made float32
-forward+backward slower (1.93 against 1.79 ms; bfloat16 equal), so it keeps +0.0.
-At perfect issue (4 warp-instructions per clock
-per SM, 8 a exponential) 13.6 alone take 1.7× the exp-bound floor (16.6: 2.1×); Nsight Compute
+Where the default forward's time goes (N = 16, 32×16 tiles, B and C a chunk ahead, 168
+registers): about 13.6 SASS instructions per element. Per step and thread (4 states)
+that is 4 exponentials with their 4 multiplies, 4 FFMAs for the state, 4 multiplies by
+B, the C contraction (a multiply, 3 FFMAs, a 2-level butterfly), and about 10
+instructions to give every lane of a channel its Δ_t and Δ_t·u_t (a select and a 2-level
+butterfly each). It was 16.6 until two fixes (compile-only,
+``book/results/logs/compile_selective_session8.json``): the selections' -0.0 is built
+from its bits (``_neg_zero``; Triton 3.6 folds the literal -0.0 to +0.0, and x + 0.0 is
+not x for x = -0.0, so the compiler had to keep the adds of the unselected registers in
+every step's B, C and Δ, Δ·u selections: 2.1 instructions an element), and the next
+chunk's B and C are loaded unmasked when the chunks are whole (a masked load first
+zeroes the registers of its masked-off lanes: 64 instructions a chunk, 1 an element). On
+the H200 that took the bf16 forward from 0.330 to 0.317 ms and float32 from 0.373 to
+0.366 (old and new kernels alternating in one run,
+``book/results/logs/selective_ab_session8.json``): 18% fewer instructions, 4% less time,
+because the loop is latency-bound, not issue-bound (below). In the serial backward the
+same -0.0 made float32 forward+backward slower (1.93 against 1.79 ms; bfloat16 equal),
+so it keeps +0.0. At perfect issue (4 warp-instructions per clock per SM, 8 an
+exponential) 13.6 alone take 1.7× the exp-bound floor (16.6: 2.1×); Nsight Compute
 (``tools/profile_kernels.py``) saw the 8-step version issue 0.68
 instructions per clock per scheduler with 10 resident warps per SM, and the
 default (16 steps, 168 registers) 0.66 with 11.2 and its L1 at 69% of its
@@ -606,7 +605,7 @@ def _checkpoint(ckpt_row, X, nmask, t, L, N, CKPT: tl.constexpr):
 def _neg_zero(like):
     """-0.0 in the shape and float type of ``like``: x + (-0.0) is x for every x, so the compiler
     drops the adds of a select-and-sum where the unselected registers hold -0.0 (with +0.0 it must
-    keep them: 0.0 + (-0.0) is 0.0). Built from its bits: Triton 3.6 folds the literal -0.0 (and
+    keep them: -0.0 + 0.0 is +0.0, not -0.0). Built from its bits: Triton 3.6 folds the literal -0.0 (and
     -tl.zeros) to +0.0, which cost the default forward 2.1 instructions an element."""
     if like.dtype == tl.float64:    # (one return: the compiler would visit both returns of a static if)
         z = tl.full(like.shape, -9223372036854775808, tl.int64).to(tl.float64, bitcast=True)
@@ -1085,9 +1084,9 @@ def _selective_scan_bwd_serial_kernel(
                 else:
                     Ct = Cfix
                 Y = tl.where(sel, tl.sum(X * Ct, 1)[:, None], Y)
-        # (2) the adjoint, a step at a time from the chunk's last step. Its selections (and (1)'s) sum +0.0, not
-        #     _neg_zero's -0.0: with -0.0 the float32 forward+backward took 1.93 ms instead of 1.79
-        #     on the H200 (book/results/logs/selective_ab_session8.json), bfloat16 the same.
+        # (2) the adjoint, a step at a time from the chunk's last step. Its selections (and those of
+        #     (1)) sum +0.0, not _neg_zero's -0.0: with -0.0 the float32 forward+backward took 1.93 ms
+        #     instead of 1.79 on the H200 (book/results/logs/selective_ab_session8.json), bfloat16 the same.
         S1 = tl.zeros([BLOCK_D, TW], dtype=acc)             # Σ_n λ_t B_t
         S2 = tl.zeros([BLOCK_D, TW], dtype=acc)             # Σ_n A₂ λ_t (x_t − b_t)
         for j in tl.static_range(BLOCK_T - 1, -1, -1):

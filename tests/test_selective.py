@@ -508,6 +508,26 @@ def test_kernels_compile_for_sm90():
         assert r["loop_bar"] == 0 and r["loop_lds_sts"] == 0 and r["loop_ex2"] >= r["elems_per_thread_iter"], r
 
 
+def test_float64_kernels_compile_for_sm90():
+    """The float64 kernels (the GPU runs them for gradcheck) compile for sm_90a: the interpreter runs
+    a helper that returns from both arms of a static branch on the dtype, the compiler does not."""
+    from ssmlib.bench.selective import compile_report
+
+    recs = compile_report([("pipelined+bc_tile2", "fp64", 8, 8, 4, 16), ("bwd_serial", "fp64", 8, 8, 4, 16)],
+                          kinds=("fwd", "fwd+ckpt"), state_update=False)
+    assert len(recs) == 3 and not [r for r in recs if "error" in r], recs
+
+
+def test_default_forward_selections_drop_their_adds():
+    """The default forward's chunk loop (bf16, N 16, 32×16 tiles, 168 registers) takes about 13.6 SASS
+    instructions an element: 16.6 when the selections' zeros were +0.0 (whose adds the compiler keeps)
+    and the next chunk's B, C were loaded masked (book/results/logs/compile_selective_session8.json)."""
+    from ssmlib.bench.selective import compile_report
+
+    (r,) = compile_report([("pipelined+bc_tile2@168", "bf16", 32, 16, 4, 16)], kinds=("fwd",), state_update=False)
+    assert "error" not in r and r["loop_sass_per_elem"] < 14.0, r
+
+
 def test_bc_tile3_forward_compiles_for_sm90():
     """bc_tile 3 (B a chunk ahead, C with its chunk): no spills, at most 168 registers (three 4-warp
     programs an SM without a cap), no barrier in the chunk loop."""
