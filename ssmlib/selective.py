@@ -61,12 +61,17 @@ channel blocks inside one group of B and C):
   and step j takes its column with a compile-time select and the lanes'
   butterfly (``tl.sum(tl.where(tcol == j, X, -0.0), 1)``, -0.0 built by
   ``_neg_zero``; two shuffles each);
-  no scratch, no barrier. u, Δ and z are loaded two chunks ahead (loop-carried
-  registers), so HBM latency hides behind the arithmetic. ``bc_tile=True``
+  no scratch, no barrier. Each chunk's u and Δ are loaded two chunks ahead and
+  turned into its Δ, Δ·u tiles at the end of the chunk before it (z: a chunk
+  ahead), so HBM latency hides behind a chunk of arithmetic and no register
+  copy waits on a load in flight (the kernel's comments say why that matters).
+  ``bc_tile=True``
   loads the chunk's B and C as ``(BLOCK_D, BLOCK_T, N)`` tiles whose
   (channel, state) plane has the state tile's layout and whose time axis is
   in registers (step j is a register selection); ``bc_tile=2`` loads them a
-  chunk ahead (two chunks live in registers). With few sequences (batch
+  chunk ahead (two chunks live in registers); ``bc_tile=3``, B a chunk ahead
+  and C with its chunk (the default for float32 inference: ``_pipe_bc_tile``).
+  With few sequences (batch
   1), ``seg_len`` splits L across programs: pass 1 runs every segment but the
   last from a zero state and keeps its end state and Σ Δ (the segment's decay
   is ``exp(A Σ Δ)``); pass 2 reruns every segment, each program first folding
@@ -113,7 +118,8 @@ measured all three on the H200: "pipelined" with ``bc_tile=2`` is the default
 for N ≥ 4, "scan" below.
 
 Where the default forward's time goes (N = 16, 32×16 tiles, B and C a chunk ahead, 168
-registers): about 13.6 SASS instructions per element. Per step and thread (4 states)
+registers): about 12.5 SASS instructions per element (13.6 before the softplus's log
+became one MUFU.LG2, ``_softplus``, and the chunk inputs' new schedule). Per step and thread (4 states)
 that is 4 exponentials with their 4 multiplies, 4 FFMAs for the state, 4 multiplies by
 B, the C contraction (a multiply, 3 FFMAs, a 2-level butterfly), and about 10
 instructions to give every lane of a channel its Δ_t and Δ_t·u_t (a select and a 2-level
@@ -136,7 +142,21 @@ instructions per clock per scheduler with 10 resident warps per SM, and the
 default (16 steps, 168 registers) 0.66 with 11.2 and its L1 at 69% of its
 throughput, 3.7 M of its requests local-memory spills of the register cap
 (``book/results/logs/ncu_session6_lanes_vs_pipelined_bf16.txt``): fewer
-instructions alone would not halve its time. Handing
+instructions alone would not halve its time. Its per-instruction stall samples
+(``book/results/logs/ncu_selective_fwd_source_session9.csv``) showed where a fifth of the
+waiting was: ptxas issued the loads of u, Δ, z two chunks ahead late in the loop body, and
+the register copies of the rotation (and the spills of the 168-register cap) right after
+them waited for HBM. Preparing each chunk's inputs at the end of the previous chunk from
+tiles loaded a chunk earlier, with the approximate log, took the forward from 0.317 to 0.294
+ms in bf16 and 0.365 to 0.300 in float32 (B and C as ``bc_tile=3`` there), alternating old
+and new kernels (``book/results/logs/selective_ab_session9_call3.json``, ``..._call4.json``).
+Forward and backward went 1.76 → 1.72 ms in bf16 and 1.76 → 1.81 in float32, which neither
+change explains alone: with libdevice's log the new schedule gave 1.93 (``..._call4.json``),
+and the approximate log with the old schedule in the checkpointing forward 1.81
+(``..._call5.json``); the backward and that forward are at their register caps, where small
+changes of code move their spills. What still
+stalls is the load of chunk c + 1's z and its spill at the end of the loop body (the cap
+leaves no room to keep it in flight: ``..._call3.csv``). Handing
 Δ over in a layout replicated across a channel's lanes would remove most of
 those 10; Triton 3.6 offers no way to ask for it (compile-only: a 3D
 broadcast of the Δ tile made it pick layouts with shared-memory round trips
@@ -346,10 +366,30 @@ def _reverse_combine(f_r, q_r, s_r, f_l, q_l, s_l):
     return f_l, m * q_r, s_l + m * s_r
 
 
+#: Whether the kernels may use PTX's approximate log2 (compiled kernels; the interpreter runs no PTX).
+_FAST_LOG = tl.constexpr(not runtime.INTERPRET)
+
+
 @triton.jit
 def _softplus(x):
-    # max(x, 0) + log(1 + exp(-|x|)): no overflow for any x.
-    return tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))
+    """max(x, 0) + log1p(exp(-|x|)), accurate for every x (no overflow; for x ≪ 0, where 1 + e
+    rounds to 1, still e). In float32 on the GPU, log1p(e) is ln 2 · lg2.approx(1 + e) for
+    e ≥ 1/32 (one MUFU.LG2; absolute error about 2^-22 on [1, 2], relative under 1e-5) and
+    e − e²/2 + e³/3 − e⁴/4 below (relative error under e⁴/5 < 2e-7); libdevice's logf, a
+    20-instruction polynomial, cost the default forward 0.9 of its 13.6 instructions an element
+    (compile-only). Elsewhere (float64; the interpreter, which runs no PTX) it is
+    ln(u)·e/(u − 1) with u = 1 + e rounded, exact up to rounding."""
+    e = tl.exp(-tl.abs(x))
+    if _FAST_LOG and x.dtype == tl.float32:
+        lg = tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=r,r", [1.0 + e], dtype=tl.float32,
+                                       is_pure=True, pack=1)
+        series = e * (1.0 + e * (-0.5 + e * (0.3333333333333333 - 0.25 * e)))
+        l1p = tl.where(e < 0.03125, series, lg * 0.6931471805599453)
+    else:
+        u = 1.0 + e
+        one = u == 1.0
+        l1p = tl.where(one, e, tl.log(u) * e / tl.where(one, 1.0, u - 1.0))
+    return tl.maximum(x, 0.0) + l1p
 
 
 @triton.jit
@@ -685,20 +725,22 @@ def _selective_scan_fwd_pipe_kernel(
         dtsum = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
     if STORE_STATES:     # the channels' checkpoint rows (batch, dim, n_ckpt, N), loop-invariant
         ckpt_row = states_ptr + rows[:, None] * (n_ckpt * N) + ncol
-    # the first two chunks' inputs; chunk c + 2's are loaded while chunk c computes (two ahead:
-    # ptxas tends to issue independent loads late in the loop body, and one chunk ahead would
-    # then hide only part of the HBM latency)
+    # Chunk c's Δ, Δ·u and u (float32 tiles) are prepared at the end of chunk c − 1 from raw tiles
+    # whose loads chunk c − 2 issued; z is loaded a chunk ahead. Each raw tile is read a whole chunk
+    # after its load is issued and before the next load into it, so no register copy waits on a
+    # load in flight (ptxas issues the loads late in the body: with loads two chunks ahead in a
+    # rotation of registers, the copies made every chunk wait for HBM, 20% of the default
+    # forward's stall samples in Nsight Compute, book/results/logs/ncu_selective_fwd_source_session9.csv).
     tt = t0 + t_in
     m2 = dmask[:, None] & (tt < t1)[None, :]
     offs = rows[:, None] * L + tt[None, :]
-    U = tl.load(u_ptr + offs, mask=m2, other=0.0)
-    DTr = tl.load(delta_ptr + offs, mask=m2, other=0.0)
+    Uf, DT, DTU = _chunk_delta(tl.load(delta_ptr + offs, mask=m2, other=0.0),
+                               tl.load(u_ptr + offs, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS, acc)
+    if HAS_Z:
+        Z = tl.load(z_ptr + offs, mask=m2, other=0.0)
     m2_1 = dmask[:, None] & (tt + BLOCK_T < t1)[None, :]
     U_1 = tl.load(u_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
     DTr_1 = tl.load(delta_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
-    if HAS_Z:
-        Z = tl.load(z_ptr + offs, mask=m2, other=0.0)
-        Z_1 = tl.load(z_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
     if BC_TILE > 0:
         # (BLOCK_D, BLOCK_T, BLOCK_N) tiles of the chunk's B_t, C_t, broadcast over the channels.
         # Neither the channel axis (stride 0) nor time (stride N) is contiguous; Triton then puts
@@ -726,18 +768,9 @@ def _selective_scan_fwd_pipe_kernel(
             B3_n = _load_bc3(B3_base, kn, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
         if BC_TILE == 2:
             C3_n = _load_bc3(C3_base, kn, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, EVEN_L and EVEN_N, acc)
-        # issue chunk c + 2's loads now; they land while chunks c and c + 1 compute
-        tt_n = k + 2 * BLOCK_T + t_in
-        m2_n = dmask[:, None] & (tt_n < t1)[None, :]
-        offs_n = rows[:, None] * L + tt_n[None, :]
-        U_n = tl.load(u_ptr + offs_n, mask=m2_n, other=0.0)
-        DTr_n = tl.load(delta_ptr + offs_n, mask=m2_n, other=0.0)
-        if HAS_Z:
-            Z_n = tl.load(z_ptr + offs_n, mask=m2_n, other=0.0)
         tt = k + t_in
         m2 = dmask[:, None] & (tt < t1)[None, :]
         offs = rows[:, None] * L + tt[None, :]
-        Uf, DT, DTU = _chunk_delta(DTr, U, bias, m2, HAS_BIAS, SOFTPLUS, acc)
         if STATES_ONLY:
             dtsum += DT
         else:
@@ -775,17 +808,18 @@ def _selective_scan_fwd_pipe_kernel(
                 Zf = Z.to(acc)
                 Y *= Zf * tl.sigmoid(Zf)
             tl.store(out_ptr + offs, Y.to(out_ptr.dtype.element_ty), mask=m2)
+        m2_1 = dmask[:, None] & (tt + BLOCK_T < t1)[None, :]
+        if HAS_Z:          # chunk c + 1's z, used at the end of the next chunk
+            Z = tl.load(z_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
+        # chunk c + 1's Δ, Δ·u from the raw tiles loaded during chunk c − 1; then chunk c + 2's loads
+        Uf, DT, DTU = _chunk_delta(DTr_1, U_1, bias, m2_1, HAS_BIAS, SOFTPLUS, acc)
+        m2_2 = dmask[:, None] & (tt + 2 * BLOCK_T < t1)[None, :]
+        U_1 = tl.load(u_ptr + offs + 2 * BLOCK_T, mask=m2_2, other=0.0)
+        DTr_1 = tl.load(delta_ptr + offs + 2 * BLOCK_T, mask=m2_2, other=0.0)
         if BC_TILE >= 2:
             B3 = B3_n
         if BC_TILE == 2:
             C3 = C3_n
-        U = U_1
-        DTr = DTr_1
-        U_1 = U_n
-        DTr_1 = DTr_n
-        if HAS_Z:
-            Z = Z_1
-            Z_1 = Z_n
     if STATES_ONLY:
         tl.store(seg_row[:, None] + ncol, X, mask=nmask)
         tl.store(seg_row + N, tl.sum(dtsum, 1), mask=dmask)
@@ -1464,8 +1498,7 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                       HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), CKPT=ckpt, EVEN_L=L % bt == 0,
                       EVEN_N=runtime.next_pow2(N) == N, BLOCK_D=bd, BLOCK_T=bt,
                       BLOCK_N=runtime.next_pow2(N), num_warps=nw)
-        # the H200 sweep's best: 2 (B and C a chunk ahead)
-        common["BC_TILE"] = int(config.get("bc_tile", 0 if runtime.INTERPRET else 2) or 0)
+        common["BC_TILE"] = int(config.get("bc_tile", _pipe_bc_tile(u.dtype, want_states)) or 0)
         maxnreg = config.get("maxnreg", maxnreg)
         if maxnreg:
             common["maxnreg"] = maxnreg
@@ -1501,6 +1534,16 @@ def _pipe_tiles(N: int, want_states: bool, ckpt: int) -> tuple[int, int | None]:
     if want_states or runtime.next_pow2(N) > 16:
         return min(16, ckpt), None
     return 16, 168
+
+
+def _pipe_bc_tile(dtype: torch.dtype, want_states: bool) -> int:
+    """``bc_tile`` of the pipelined forward: 2 (B and C a chunk ahead), the H200 sweep's best, but 3
+    (C with its own chunk: 64 fewer live registers) for float32 inference, where the loads of u, Δ
+    and z take twice the registers: 0.313 → 0.300 ms at the headline shape, against 0.293 → 0.313
+    in bfloat16 (``book/results/logs/selective_ab_session9_call3.json``). 0 in the interpreter."""
+    if runtime.INTERPRET:
+        return 0
+    return 3 if dtype == torch.float32 and not want_states else 2
 
 
 def _pipe_seg_len(warps: int, L: int, bt: int, device) -> int:
