@@ -1538,9 +1538,9 @@ def _pipe_tiles(N: int, want_states: bool, ckpt: int) -> tuple[int, int | None]:
 
 def _pipe_bc_tile(dtype: torch.dtype, want_states: bool) -> int:
     """``bc_tile`` of the pipelined forward: 2 (B and C a chunk ahead), the H200 sweep's best, but 3
-    (C with its own chunk: 64 fewer live registers) for float32 inference, where the loads of u, Δ
-    and z take twice the registers: 0.313 → 0.300 ms at the headline shape, against 0.293 → 0.313
-    in bfloat16 (``book/results/logs/selective_ab_session9_call3.json``). 0 in the interpreter."""
+    (C loaded with its own chunk: 64 fewer live registers; no spills at the 168 cap, compile-only)
+    for float32 inference: 0.313 → 0.300 ms at the headline shape, where bfloat16 went
+    0.293 → 0.313 (``book/results/logs/selective_ab_session9_call3.json``). 0 in the interpreter."""
     if runtime.INTERPRET:
         return 0
     return 3 if dtype == torch.float32 and not want_states else 2
