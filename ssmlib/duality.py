@@ -218,6 +218,7 @@ import triton
 import triton.language as tl
 
 from . import checks, runtime
+from .runtime import softplus
 
 #: Largest state size N the kernel accepts (the (BLOCK_P, N) state lives in registers).
 MAX_N = 256
@@ -383,19 +384,10 @@ def ssd_step_ref(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplu
 
 # ---------------------------------------------------------------- Triton kernels
 @triton.jit
-def _softplus(x):
-    """log(1 + eˣ) = max(x, 0) + log1p(e^−|x|), with log1p by Goldberg's trick (accurate for tiny u)."""
-    u = tl.exp(-tl.abs(x))
-    w = 1.0 + u
-    l1p = tl.where(w == 1.0, u, tl.log(w) * (u / tl.where(w == 1.0, 1.0, w - 1.0)))
-    return tl.maximum(x, 0.0) + l1p
-
-
-@triton.jit
 def _delta(dt, mask, SOFTPLUS: tl.constexpr):
     """Δ from dt + dt_bias: its softplus if asked, and 0 outside ``mask`` (steps past the end)."""
     if SOFTPLUS:
-        dt = _softplus(dt)
+        dt = softplus(dt)
     return tl.where(mask, dt, 0.0)
 
 
@@ -784,7 +776,7 @@ def _ssd_step_kernel(
     if HAS_DTB:
         dt += tl.load(dtb_ptr + h).to(acc)
     if SOFTPLUS:
-        dt = _softplus(dt)
+        dt = softplus(dt)
     decay = tl.exp(dt * tl.load(A_ptr + h).to(acc))
     xv = tl.load(x_ptr + bh64 * P + p, mask=pm, other=0.0).to(acc)
     bg = (b.to(tl.int64) * G + g) * N
@@ -1115,8 +1107,7 @@ class _SSD(torch.autograd.Function):
 def ssd(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
         dt_softplus=False, return_final_states=False, *, block_t=None, block_p=None, num_warps=None,
         num_stages=None, segments=None, maxnreg=None, prefetch=None, chained=None, cb=None,
-        backward="triton",
-        bwd_block_p=None, bwd_num_warps=None, bwd_segments=None, bwd_bc=None):
+        backward="triton", bwd_block_p=None, bwd_num_warps=None, bwd_segments=None, bwd_bc=None):
     """Mamba-2's SSD layer core with the fused Triton kernel (see the module docstring).
 
     Args:

@@ -11,7 +11,8 @@ kernel code on a laptop or in CI. Keep shapes small there.
 To force the interpreter on a GPU machine (to debug a kernel with ``print``
 or ``pdb``), export ``TRITON_INTERPRET=1`` before importing ssmlib.
 
-Importing this module is the first thing ``ssmlib/__init__.py`` does.
+Importing this module is the first thing ``ssmlib/__init__.py`` does. It also holds
+:func:`softplus`, the one Triton helper two kernels share (Mamba's and Mamba-2's Δ).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import triton  # noqa: E402  (must come after the environment is set)
+import triton.language as tl  # noqa: E402
 
 #: True when kernels run through Triton's CPU interpreter.
 INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -79,3 +81,29 @@ def next_pow2(n: int) -> int:
 def sm_count(device: torch.device | str) -> int:
     """Streaming multiprocessors of a CUDA device (cached: the launch heuristics ask at every call)."""
     return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+#: Whether compiled kernels may use inline PTX (the interpreter runs none).
+_PTX = tl.constexpr(not INTERPRET)
+
+
+@triton.jit
+def softplus(x, FAST: tl.constexpr = False):
+    """log(1 + eˣ) = max(x, 0) + log1p(e), e = exp(−|x|): no overflow for any x, and log1p by
+    Goldberg's trick, ln(w)·e/(w − 1) with w = 1 + e rounded (exact up to rounding; e itself where
+    w is 1, for x ≪ 0).
+
+    ``FAST`` (float32, compiled): log1p(e) is ln 2 · lg2.approx(1 + e) for e ≥ 1/32 (one MUFU.LG2;
+    absolute error about 2^-22 on [1, 2], relative under 1e-5) and e − e²/2 + e³/3 − e⁴/4 below
+    (relative error under e⁴/5 < 2e-7). libdevice's logf is a 20-instruction polynomial: 0.9 of the
+    selective forward's 13.6 instructions an element (compile-only)."""
+    e = tl.exp(-tl.abs(x))
+    if FAST and _PTX and x.dtype == tl.float32:
+        lg = tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=r,r", [1.0 + e], dtype=tl.float32,
+                                       is_pure=True, pack=1)
+        series = e * (1.0 + e * (-0.5 + e * (0.3333333333333333 - 0.25 * e)))
+        l1p = tl.where(e < 0.03125, series, lg * 0.6931471805599453)
+    else:
+        w = 1.0 + e
+        l1p = tl.where(w == 1.0, e, tl.log(w) * (e / tl.where(w == 1.0, 1.0, w - 1.0)))
+    return tl.maximum(x, 0.0) + l1p

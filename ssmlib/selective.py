@@ -119,7 +119,7 @@ for N ≥ 4, "scan" below.
 
 Where the default forward's time goes (N = 16, 32×16 tiles, B and C a chunk ahead, 168
 registers): about 12.5 SASS instructions per element (13.6 before the softplus's log
-became one MUFU.LG2, ``_softplus``, and the chunk inputs' new schedule). Per step and thread (4 states)
+became one MUFU.LG2, ``runtime.softplus``, and the chunk inputs' new schedule). Per step and thread (4 states)
 that is 4 exponentials with their 4 multiplies, 4 FFMAs for the state, 4 multiplies by
 B, the C contraction (a multiply, 3 FFMAs, a 2-level butterfly), and about 10
 instructions to give every lane of a channel its Δ_t and Δ_t·u_t (a select and a 2-level
@@ -252,6 +252,7 @@ import triton
 import triton.language as tl
 
 from . import checks, runtime
+from .runtime import softplus
 
 #: Largest state size the kernels accept.
 MAX_N = 256
@@ -366,32 +367,6 @@ def _reverse_combine(f_r, q_r, s_r, f_l, q_l, s_l):
     return f_l, m * q_r, s_l + m * s_r
 
 
-#: Whether the kernels may use PTX's approximate log2 (compiled kernels; the interpreter runs no PTX).
-_FAST_LOG = tl.constexpr(not runtime.INTERPRET)
-
-
-@triton.jit
-def _softplus(x):
-    """max(x, 0) + log1p(exp(-|x|)), accurate for every x (no overflow; for x ≪ 0, where 1 + e
-    rounds to 1, still e). In float32 on the GPU, log1p(e) is ln 2 · lg2.approx(1 + e) for
-    e ≥ 1/32 (one MUFU.LG2; absolute error about 2^-22 on [1, 2], relative under 1e-5) and
-    e − e²/2 + e³/3 − e⁴/4 below (relative error under e⁴/5 < 2e-7); libdevice's logf, a
-    20-instruction polynomial, cost the default forward 0.9 of its 13.6 instructions an element
-    (compile-only). Elsewhere (float64; the interpreter, which runs no PTX) it is
-    ln(u)·e/(u − 1) with u = 1 + e rounded, exact up to rounding."""
-    e = tl.exp(-tl.abs(x))
-    if _FAST_LOG and x.dtype == tl.float32:
-        lg = tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=r,r", [1.0 + e], dtype=tl.float32,
-                                       is_pure=True, pack=1)
-        series = e * (1.0 + e * (-0.5 + e * (0.3333333333333333 - 0.25 * e)))
-        l1p = tl.where(e < 0.03125, series, lg * 0.6931471805599453)
-    else:
-        u = 1.0 + e
-        one = u == 1.0
-        l1p = tl.where(one, e, tl.log(u) * e / tl.where(one, 1.0, u - 1.0))
-    return tl.maximum(x, 0.0) + l1p
-
-
 @triton.jit
 def _load_bc(var_ptrs, tmask, fixed_ptrs, dmask, VAR: tl.constexpr, EVEN_L: tl.constexpr, acc: tl.constexpr):
     """B or C of state n for the chunk: a (BLOCK_D, BLOCK_T) tile, or a fixed (BLOCK_D, 1) column."""
@@ -489,7 +464,7 @@ def _selective_scan_fwd_kernel(
         if HAS_BIAS:
             DT += bias
         if SOFTPLUS:
-            DT = _softplus(DT)
+            DT = softplus(DT, FAST=True)
         DT = tl.where(m2, DT, 0.0)                               # padding steps: Ā = 1, no input
         DTU = DT * U
         Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
@@ -561,7 +536,7 @@ def _selective_scan_fwd_serial_kernel(
         if HAS_BIAS:
             DT += bias
         if SOFTPLUS:
-            DT = _softplus(DT)
+            DT = softplus(DT, FAST=True)
         DT = tl.where(m2, DT, 0.0)
         tl.store(scr_tile, DT)
         tl.store(scr_tile + BLOCK_D * BLOCK_T, DT * U)
@@ -618,7 +593,7 @@ def _chunk_delta(DTr, U, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.conste
     if HAS_BIAS:
         DT += bias
     if SOFTPLUS:
-        DT = _softplus(DT)
+        DT = softplus(DT, FAST=True)
     DT = tl.where(mask, DT, 0.0)
     return Uf, DT, DT * Uf
 
@@ -889,7 +864,7 @@ def _selective_scan_bwd_kernel(
         if HAS_BIAS:
             DTpre += bias
         if SOFTPLUS:
-            DT = _softplus(DTpre)
+            DT = softplus(DTpre, FAST=True)
         else:
             DT = DTpre
         DT = tl.where(m2, DT, 0.0)
@@ -903,7 +878,7 @@ def _selective_scan_bwd_kernel(
             if HAS_BIAS:
                 DT_f += bias
             if SOFTPLUS:
-                DT_f = _softplus(DT_f)
+                DT_f = softplus(DT_f, FAST=True)
             DT_f = tl.where(m2_f, DT_f, 0.0)
             DTU_f = DT_f * tl.load(u_ptr + offs_f, mask=m2_f, other=0.0).to(acc)
         DOUT = tl.load(dout_ptr + offs, mask=m2, other=0.0).to(acc)
@@ -1082,7 +1057,7 @@ def _selective_scan_bwd_serial_kernel(
         if HAS_BIAS:
             DTpre += bias
         if SOFTPLUS:
-            DT = _softplus(DTpre)
+            DT = softplus(DTpre, FAST=True)
         else:
             DT = DTpre
         DT = tl.where(m2, DT, 0.0)                                 # padding steps: Ā = 1, no input
@@ -1219,7 +1194,7 @@ def _selective_state_update_kernel(
         if HAS_BIAS:
             dt += bias
         if SOFTPLUS:
-            dt = _softplus(dt)
+            dt = softplus(dt, FAST=True)
         Bv = tl.load(B_ptr + b.to(tl.int64) * N + n, mask=nmask & (b < batch), other=0.0).to(acc)
         Cv = tl.load(C_ptr + b.to(tl.int64) * N + n, mask=nmask & (b < batch), other=0.0).to(acc)
         S = tl.exp2(dt[:, None] * A * 1.4426950408889634) * S + (dt * xv)[:, None] * Bv[None, :]
