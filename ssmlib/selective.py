@@ -58,9 +58,11 @@ channel blocks inside one group of B and C):
 * ``"pipelined"``: the serial recurrence (same state tile, same one exp per
   element) without the serial kernel's per-chunk memory round trips. Δ and
   Δ·u of the chunk stay in registers, in a tile laid out like the state tile,
-  and step j takes its column with a compile-time select and the lanes'
-  butterfly (``tl.sum(tl.where(tcol == j, X, -0.0), 1)``, -0.0 built by
-  ``_neg_zero``; two shuffles each);
+  and step j takes its column from the lane that holds it: one inline-PTX
+  ``shfl.sync.idx`` each (``shfl_idx``, the default where the compiled layout
+  is the one its lane arithmetic assumes: ``_launch_pipe``), else a
+  compile-time select and the lanes' butterfly (``tl.sum(tl.where(tcol == j,
+  X, -0.0), 1)``, -0.0 built by ``_neg_zero``; two shuffles and two adds);
   no scratch, no barrier. Each chunk's u and Δ are loaded two chunks ahead and
   turned into its Δ, Δ·u tiles at the end of the chunk before it (z: a chunk
   ahead), so HBM latency hides behind a chunk of arithmetic and no register
@@ -70,7 +72,8 @@ channel blocks inside one group of B and C):
   (channel, state) plane has the state tile's layout and whose time axis is
   in registers (step j is a register selection); ``bc_tile=2`` loads them a
   chunk ahead (two chunks live in registers); ``bc_tile=3``, B a chunk ahead
-  and C with its chunk (the default for float32 inference: ``_pipe_bc_tile``).
+  and C with its chunk (the default for float32, and before a backward:
+  ``_pipe_bc_tile``).
   With few sequences (batch
   1), ``seg_len`` splits L across programs: pass 1 runs every segment but the
   last from a zero state and keeps its end state and Σ Δ (the segment's decay
@@ -78,11 +81,10 @@ channel blocks inside one group of B and C):
   the earlier segments' end states into its entering state (``h ← exp(A Σ Δ)
   h + end``, a few steps' work), and writes the outputs (twice the
   exponentials, ``L / seg_len`` times the programs). By default it splits
-  only when there are fewer than 8 warps per SM. Chunks are 16 steps for
-  inference, with registers capped at 168 so that every program of the
-  headline shape is resident at once (``_pipe_tiles``); before a backward they
-  are as long as the checkpoint interval (8), which measured faster there. A
-  chunk longer than the interval writes its checkpoints from inside the step
+  only when there are fewer than 8 warps per SM. Chunks are 16 steps, with
+  registers capped at 168 so that every program of the headline shape is
+  resident at once (``_pipe_tiles``); before a backward, whose checkpoint
+  interval is 8 steps, the chunk writes its checkpoints from inside the step
   loop.
 A "rowwise" variant (one thread per channel, its N states in registers: 9.4
 instructions per element against 16.8 in the sm_90a code) was built, timed on
@@ -118,12 +120,14 @@ measured all three on the H200: "pipelined" with ``bc_tile=2`` is the default
 for N ≥ 4, "scan" below.
 
 Where the default forward's time goes (N = 16, 32×16 tiles, B and C a chunk ahead, 168
-registers): about 12.5 SASS instructions per element (13.6 before the softplus's log
-became one MUFU.LG2, ``runtime.softplus``, and the chunk inputs' new schedule). Per step and thread (4 states)
+registers): about 11.1 SASS instructions per element in bf16, 10.6 in float32 (C with its
+chunk), compile-only (``book/results/logs/compile_selective_session10.json``); 12.5 with the
+butterfly instead of ``shfl_idx``, 13.6 before the softplus's log became one MUFU.LG2
+(``runtime.softplus``) and the chunk inputs' new schedule. Per step and thread (4 states)
 that is 4 exponentials with their 4 multiplies, 4 FFMAs for the state, 4 multiplies by
-B, the C contraction (a multiply, 3 FFMAs, a 2-level butterfly), and about 10
-instructions to give every lane of a channel its Δ_t and Δ_t·u_t (a select and a 2-level
-butterfly each). It was 16.6 until two fixes (compile-only,
+B, the C contraction (a multiply, 3 FFMAs, a 2-level butterfly), and what gives every
+lane of a channel its Δ_t and Δ_t·u_t: with the butterfly about 10 instructions (a select
+and a 2-level butterfly each), with ``shfl_idx`` two shuffles and the selects. It was 16.6 until two fixes (compile-only,
 ``book/results/logs/compile_selective_session8.json``): the selections' -0.0 is built
 from its bits (``_neg_zero``; Triton 3.6 folds the literal -0.0 to +0.0, and x + 0.0 is
 not x for x = -0.0, so the compiler had to keep the adds of the unselected registers in
@@ -158,16 +162,24 @@ changes of code move their spills. What still
 stalls is the load of chunk c + 1's z and its spill at the end of the loop body (the cap
 leaves no room to keep it in flight: ``..._call3.csv``). Handing
 Δ over in a layout replicated across a channel's lanes would remove most of
-those 10; Triton 3.6 offers no way to ask for it (compile-only: a 3D
-broadcast of the Δ tile made it pick layouts with shared-memory round trips
-and spills every step, 8× the loop's instructions; ``tl.gather``, 2×). An
-inline-PTX ``shfl.sync.idx`` from the lane that holds step j would take the 10
-to 2 (compile-only), but which lane that is depends on the register layout
-Triton picks, and that changes with what it may assume of the arguments (8×4
-lanes over the (channel, step) tile when every pointer and integer argument is
-known to be a multiple of 16, as at the headline shape; 2×16 with fewer such
-guarantees): a layout it did not expect would give wrong results silently, so
-it was not kept.
+the butterfly's 10 instructions; Triton 3.6 offers no way to ask for it
+(compile-only: a 3D broadcast of the Δ tile made it pick layouts with
+shared-memory round trips and spills every step, 8× the loop's instructions;
+``tl.gather``, 2×). ``shfl_idx`` takes step j's Δ_t and Δ_t·u_t with an
+inline-PTX ``shfl.sync.idx`` from the lane that holds them. Which lane that is
+depends on the register layout Triton picks, and that changes with what it may
+assume of the arguments (8×4 lanes over the (channel, step) tile when every
+pointer and integer argument is known to be a multiple of 16, as at the headline
+shape; 2×16 with fewer such guarantees). So the host reads each specialization's
+compiled TTGIR once and keeps ``shfl_idx`` only where every lane-id read and
+shuffle is in the 8×4 layout (``_launch_pipe``; elsewhere the butterfly runs, and
+results never depend on the layout). A first version checked the layout inside
+the kernel instead, and on the H200 its check itself was compiled into another
+layout (``book/results/logs/gpu_session10_call1.txt``: NaN outputs, as designed for
+a failed check). On the H200, alternating with ``shfl_idx=False`` in one run
+(``book/results/logs/selective_ab_session10_call2.json``, medians of 3): the forward
+0.294 → 0.275 ms in bf16 and 0.304 → 0.269 in float32 at the headline shape, 0.373 →
+0.344 at batch 1, L 16K; fwd+bwd 1.684 → 1.668 (bf16) and 1.773 → 1.726 (float32).
 A variant went around it: each chunk's Δ and Δ·u tiles stored to a
 per-program scratch (two slots, one barrier a chunk), each step loading its
 column, one value per lane: 12.2 instructions an element with B and C loaded
@@ -246,6 +258,8 @@ Arithmetic is float32 (float64 for float64 inputs, so the tests can
 """
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -260,8 +274,8 @@ MAX_N = 256
 INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 #: Keys of :func:`selective_scan`'s ``config``.
-CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "maxnreg", "bwd_block_d",
-               "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg")
+CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "shfl_idx", "maxnreg",
+               "bwd_block_d", "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg")
 #: Forward kernels selectable with ``config={"variant": ...}``.
 FWD_VARIANTS = ("serial", "scan", "pipelined")
 #: Backward kernels selectable with ``config={"bwd_variant": ...}`` (:func:`_bwd_variant`: "serial").
@@ -639,13 +653,29 @@ def _step_column(T, sel, EXACT: tl.constexpr = True):
 
 
 @triton.jit
+def _lane_ids(like):
+    """The lane (0..31) of the thread that holds each element of ``like`` (an int32 tile)."""
+    return tl.inline_asm_elementwise("mov.u32 $0, %laneid;", "=r,r", [like], dtype=tl.int32, is_pure=True, pack=1)
+
+
+@triton.jit
+def _from_lane(S, src):
+    """Every element of a thread's 4-element pack: the bitwise or of the 4 elements of S held by lane
+    ``src`` (S: a float32 tile that is +0.0 but at one element of each pack; src: int32 tile)."""
+    return tl.inline_asm_elementwise(
+        "{ .reg .b32 t; or.b32 t, $4, $5; or.b32 t, t, $6; or.b32 t, t, $7;"
+        " shfl.sync.idx.b32 $0, t, $8, 31, -1; mov.b32 $1, $0; mov.b32 $2, $0; mov.b32 $3, $0; }",
+        "=r,=r,=r,=r,r,r,r,r,r,r,r,r", [S, src], dtype=tl.float32, is_pure=True, pack=4)
+
+
+@triton.jit
 def _selective_scan_fwd_pipe_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, states_ptr, seg_ptr,
         dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, sB_b, sB_g, sC_b, sC_g,
         VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, STORE_LAST: tl.constexpr,
         STORE_STATES: tl.constexpr, CKPT: tl.constexpr, EVEN_L: tl.constexpr, EVEN_N: tl.constexpr,
-        STATES_ONLY: tl.constexpr, HAS_H0: tl.constexpr, BC_TILE: tl.constexpr,
+        STATES_ONLY: tl.constexpr, HAS_H0: tl.constexpr, BC_TILE: tl.constexpr, SHFL_IDX: tl.constexpr,
         BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
     # The "pipelined" variant: the serial recurrence of _selective_scan_fwd_serial_kernel with
     # (1) no scratch and no barrier: Δ and Δ·u of the chunk stay in registers, in a tile laid
@@ -732,6 +762,13 @@ def _selective_scan_fwd_pipe_kernel(
             B3 = _load_bc3(B3_base, t0, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
         if BC_TILE == 2:
             C3 = _load_bc3(C3_base, t0, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, EVEN_L and EVEN_N, acc)
+    if SHFL_IDX:
+        # Step j's Δ_t, Δ_t·u_t from the lane that holds them, one shuffle each, instead of the
+        # select and the butterfly (two shuffles and two adds). The lane arithmetic is that of the
+        # layout Triton 3.6 gives the (32, 16) tiles on 4 warps when the arguments are aligned (8
+        # rows × 4 lanes a warp, 4 consecutive columns a thread): column j of a row sits in lane
+        # (lane & ~3) | (j // 4). The host checks the compiled kernel's layout (_launch_pipe).
+        LANE4 = _lane_ids(tcol + zero_rows.to(tl.int32)) & ~3
     for k in range(t0, t1, BLOCK_T):
         if BC_TILE == 1:
             B3 = _load_bc3(B3_base, k, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
@@ -752,8 +789,12 @@ def _selective_scan_fwd_pipe_kernel(
             Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
         for j in tl.static_range(BLOCK_T):
             sel = tcol == j
-            dt = _step_column(DT, sel)
-            dtu = _step_column(DTU, sel)
+            if SHFL_IDX:
+                dt = _from_lane(tl.where(sel, DT, 0.0), LANE4 | (j // 4))
+                dtu = _from_lane(tl.where(sel, DTU, 0.0), LANE4 | (j // 4))
+            else:
+                dt = _step_column(DT, sel)
+                dtu = _step_column(DTU, sel)
             if VAR_B:
                 if BC_TILE > 0:
                     Bt = tl.sum(tl.where(t3 == j, B3, _neg_zero(B3)), 1)
@@ -1450,7 +1491,7 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                        batch, dim, L, N, G, var_B, var_C, acc, ckpt, n_ckpt, states):
     """The "pipelined" forward: one launch, or two when the sequence is split into segments."""
     # the chunk may be longer than the checkpoint interval (checkpoints then fall inside a chunk)
-    bt, maxnreg = _pipe_tiles(N, want_states, ckpt)
+    bt, maxnreg = _pipe_tiles(N, ckpt)
     bt = config.get("block_t") or bt
     bd, nw = (8, 1) if runtime.INTERPRET else (32, 4)
     bd = config.get("block_d") or bd
@@ -1474,6 +1515,12 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                       EVEN_N=runtime.next_pow2(N) == N, BLOCK_D=bd, BLOCK_T=bt,
                       BLOCK_N=runtime.next_pow2(N), num_warps=nw)
         common["BC_TILE"] = int(config.get("bc_tile", _pipe_bc_tile(u.dtype, want_states)) or 0)
+        shfl_tiles = (bt, runtime.next_pow2(N), bd, nw) == (16, 16, 32, 4) and acc == torch.float32
+        common["SHFL_IDX"] = bool(config.get("shfl_idx", shfl_tiles)) and not runtime.INTERPRET  # (inline PTX)
+        if common["SHFL_IDX"] and not shfl_tiles:
+            raise ValueError("config shfl_idx needs 16-step chunks, 16 (padded) states, block_d 32, 4 warps and "
+                             f"a float32 state (the layout it was written for), got {(bt, runtime.next_pow2(N), bd, nw)}"
+                             f" and {acc}")
         maxnreg = config.get("maxnreg", maxnreg)
         if maxnreg:
             common["maxnreg"] = maxnreg
@@ -1484,41 +1531,83 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                 dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, *sB, *sC)
         if n_seg > 1:
             # pass 1: each segment but the last from a zero state: its end state and Σ Δ
-            _selective_scan_fwd_pipe_kernel[(programs, n_seg - 1)](
-                *args, STORE_LAST=False, STORE_STATES=False, STATES_ONLY=True, HAS_H0=False, **common)
+            _launch_pipe((programs, n_seg - 1), args, dict(
+                STORE_LAST=False, STORE_STATES=False, STATES_ONLY=True, HAS_H0=False, **common))
         # pass 2 (or the only pass): every segment from its entering state
-        _selective_scan_fwd_pipe_kernel[(programs, n_seg)](
-            *args, STORE_LAST=want_last, STORE_STATES=want_states, STATES_ONLY=False, HAS_H0=n_seg > 1, **common)
+        _launch_pipe((programs, n_seg), args, dict(
+            STORE_LAST=want_last, STORE_STATES=want_states, STATES_ONLY=False, HAS_H0=n_seg > 1, **common))
     saved = (u, delta, A, B, C, D, z, delta_bias, states, Bt, Ct, (ckpt, G, var_B, var_C))
     return out, last, saved
 
 
-def _pipe_tiles(N: int, want_states: bool, ckpt: int) -> tuple[int, int | None]:
-    """(BLOCK_T, maxnreg) of the pipelined forward.
+#: The layout of the (32, 16) tiles that the lane arithmetic of SHFL_IDX assumes.
+_SHFL_LAYOUT = "sizePerThread = [1, 4], threadsPerWarp = [8, 4], warpsPerCTA = [4, 1], order = [1, 0]"
+#: Whether a specialization of the pipelined forward compiles SHFL_IDX in that layout: see _launch_pipe.
+_SHFL_OK: dict[tuple, bool] = {}
 
-    Inference (no checkpoints), N ≤ 16: 16-step chunks, registers capped at 168. On the H200 at
-    the headline shape (batch 8, dim 1536, N 16; ``book/results/logs/selective_fwd_tiles.json``)
-    16-step chunks with B and C a chunk ahead take 241 registers, so only two 4-warp programs fit
-    in an SM (1.45 waves); capped at 168 (56 bytes of spills, compile-only) all 384 programs are
-    resident at once: bf16 0.44 → 0.34 ms. Before a backward (checkpoints every ``ckpt`` steps)
-    the same tiles measured slower in fwd+bwd (2.10 → 2.70 ms, bf16): chunks of at most 16 and
-    at most ``ckpt`` steps (8 for the default backward), uncapped. Wider states keep 8-step
-    chunks (their tiles already fill the registers)."""
+
+def _shfl_layout_ok(ttgir: str) -> bool:
+    """Whether every ``%laneid`` read and every ``shfl.sync.idx`` of a compiled kernel (its TTGIR
+    text) runs on (32, 16) tiles (or (1, 16) rows broadcast into them) in :data:`_SHFL_LAYOUT`."""
+    layouts = dict(re.findall(r"^(#\w+) = #ttg\.blocked<\{(.*)\}>", ttgir, re.M))
+    ops = [line for line in ttgir.splitlines()
+           if "tt.elementwise_inline_asm" in line and ("%laneid" in line or "shfl.sync.idx" in line)]
+    types = [re.fullmatch(r"(?:1|32)x16x(?:f32|i32), (#\w+)", t)
+             for line in ops for t in re.findall(r"tensor<([^>]*)>", line.rsplit("}", 1)[-1])]
+    return bool(types) and all(t is not None and layouts.get(t[1]) == _SHFL_LAYOUT for t in types)
+
+
+def _launch_pipe(grid, args, kw):
+    """Launches the pipelined forward. With SHFL_IDX its lane arithmetic assumes the register layout
+    :data:`_SHFL_LAYOUT`, which Triton picks from what it may assume of the arguments (8 × 4 lanes
+    over a tile when the pointers and integers are multiples of 16; 2 × 16 with fewer such
+    guarantees). So the first call of each specialization (keyed by the dtypes, the constexprs and
+    the alignment of every argument: a superset of what Triton specializes on) checks the compiled
+    kernel's TTGIR; where the layout differs, it runs the kernel again without SHFL_IDX, as every
+    later call of that specialization does."""
+    key = None
+    if kw["SHFL_IDX"]:
+        key = (tuple((a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else (a % 16 == 0, a == 1)
+                     for a in args), tuple(kw.items()))
+        kw = {**kw, "SHFL_IDX": _SHFL_OK.get(key, True)}
+    compiled = _selective_scan_fwd_pipe_kernel[grid](*args, **kw)
+    if key is not None and key not in _SHFL_OK:
+        _SHFL_OK[key] = _shfl_layout_ok(compiled.asm["ttgir"])
+        if not _SHFL_OK[key]:
+            _selective_scan_fwd_pipe_kernel[grid](*args, **{**kw, "SHFL_IDX": False})
+
+
+def _pipe_tiles(N: int, ckpt: int) -> tuple[int, int | None]:
+    """(BLOCK_T, maxnreg) of the pipelined forward: for N ≤ 16, 16-step chunks with registers
+    capped at 168. On the H200 at the headline shape (batch 8, dim 1536, N 16;
+    ``book/results/logs/selective_fwd_tiles.json``) 16-step chunks with B and C a chunk ahead take
+    241 registers, so only two 4-warp programs fit in an SM (1.45 waves); capped at 168 all 384
+    programs are resident at once: bf16 0.44 → 0.34 ms. Before a backward (checkpoints every
+    ``ckpt`` steps, 8 for the default backward, inside the chunks) the same tiles once measured
+    slower in fwd+bwd than ``ckpt``-step uncapped chunks (2.70 against 2.10 ms, bf16) and still
+    do with B and C a chunk ahead (2.10 against 1.73); with C loaded with its chunk (``bc_tile``
+    3) they are faster: 1.68 (``book/results/logs/selective_exp10_session10.json``); with
+    ``shfl_idx`` too, fwd+bwd went 1.728 → 1.668 ms in bf16 and 1.821 → 1.726 in float32
+    against the old 8-step chunks (``book/results/logs/selective_ab_session10_call2.json``,
+    medians of 3 alternating runs; compile-only its loop went from 19.4 to 11.0 instructions an
+    element in bf16, ``book/results/logs/compile_selective_session10.json``). Wider states
+    keep chunks of at most 16 and at most ``ckpt`` steps, uncapped (their tiles already fill the
+    registers)."""
     if runtime.INTERPRET:
         return 8, None
-    if want_states or runtime.next_pow2(N) > 16:
+    if runtime.next_pow2(N) > 16:
         return min(16, ckpt), None
     return 16, 168
 
 
 def _pipe_bc_tile(dtype: torch.dtype, want_states: bool) -> int:
-    """``bc_tile`` of the pipelined forward: 2 (B and C a chunk ahead), the H200 sweep's best, but 3
-    (C loaded with its own chunk: 64 fewer live registers; no spills at the 168 cap, compile-only)
-    for float32 inference: 0.313 → 0.300 ms at the headline shape, where bfloat16 went
+    """``bc_tile`` of the pipelined forward: 2 (B and C a chunk ahead) for bf16/fp16 inference, 3 (C
+    loaded with its own chunk: 64 fewer live registers) for float32 inference and before a backward
+    (``_pipe_tiles``). At the headline shape float32 went 0.313 → 0.300 ms with 3, bfloat16
     0.293 → 0.313 (``book/results/logs/selective_ab_session9_call3.json``). 0 in the interpreter."""
     if runtime.INTERPRET:
         return 0
-    return 3 if dtype == torch.float32 and not want_states else 2
+    return 3 if dtype == torch.float32 or want_states else 2
 
 
 def _pipe_seg_len(warps: int, L: int, bt: int, device) -> int:
@@ -1691,8 +1780,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             ``variant``: "pipelined" (default for N ≥ 4), "serial" or "scan" (see the module
             docstring); for "pipelined" also ``seg_len`` (power of two: split L
             into segments of that length, two passes), ``bc_tile`` (0, 1: B and
-            C loaded per chunk, 2: a chunk ahead, the default on the GPU, 0 in the
-            interpreter; 3: B a chunk ahead, C with its chunk) and ``maxnreg`` (a
+            C loaded per chunk, 2: a chunk ahead; 3: B a chunk ahead, C with its
+            chunk; default ``_pipe_bc_tile``: 2 or 3 on the GPU, 0 in the
+            interpreter), ``shfl_idx`` (bool; default True where its tiles fit, on the GPU:
+            step j's Δ by one lane shuffle, see ``_launch_pipe``) and ``maxnreg`` (a
             cap on registers per thread, so that more programs fit in an SM), as
             the "serial" backward takes ``bwd_maxnreg`` (default:
             ``_bwd_serial_maxnreg``; 255 lifts the cap).
@@ -1710,7 +1801,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             if k not in CONFIG_KEYS:
                 raise ValueError(f"config has unknown key {k!r}")
         for k, v in config.items():
-            if k not in ("bwd_flip", "variant", "bc_tile", "bwd_variant", "maxnreg", "bwd_maxnreg"):
+            if k not in ("bwd_flip", "variant", "bc_tile", "shfl_idx", "bwd_variant", "maxnreg", "bwd_maxnreg"):
                 _check_pow2(k, v)
         for k in ("maxnreg", "bwd_maxnreg"):
             if k in config:

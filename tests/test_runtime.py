@@ -47,6 +47,6 @@ def test_softplus_is_accurate_over_its_range(dtype, fast):
     out = torch.empty(x.shape, dtype=dtype, device=DEV)
     _softplus_kernel[(triton.cdiv(x.numel(), 512),)](x.to(device=DEV, dtype=dtype), out, x.numel(), FAST=fast,
                                                      BLOCK=512)
-    ref = torch.nn.functional.softplus(x.to(dtype).double())
+    ref = torch.nn.functional.softplus(x.to(dtype).double(), threshold=100)   # (torch's default returns x above 20)
     rel = ((out.double().cpu() - ref) / ref).abs().max().item()
     assert rel < (2e-5 if dtype == torch.float32 else 1e-10), rel

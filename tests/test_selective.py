@@ -460,6 +460,49 @@ def test_arguments_checked_once_under_autograd(monkeypatch):
     assert len(calls) == 1 and t["u"].grad is not None
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="shfl_idx is inline PTX: compiled kernels only")
+def test_shfl_idx_refuses_other_tiles():
+    t = make(1, 32, 40, 8, dtype=torch.float32)       # 8 states: (BLOCK_D, 8) tiles, not the layout it assumes
+    with pytest.raises(ValueError, match="config shfl_idx needs 16-step chunks, 16"):
+        call(selective_scan, t, config=dict(shfl_idx=True))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="shfl_idx is inline PTX: compiled kernels only")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("L", [1, 37, 1000, 2048])
+@pytest.mark.parametrize("train", [False, True])
+def test_shfl_idx_matches_the_butterfly(dtype, L, train):
+    """shfl_idx (the default at 16 states) changes how step j's Δ reaches a channel's lanes, not the
+    arithmetic: outputs and gradients equal those with shfl_idx=False to rounding (rtol, atol 1e-5 in
+    float32; a bf16 ulp, 8e-3, in bf16), and the float64 reference to the file's tolerances. Where the arguments are aligned (dim
+    and L multiples of 16) the compiled kernel has the layout it assumes, so it is used."""
+    import ssmlib.selective as S
+    t = make(2, 96, L, 16, dtype=dtype)
+    for v in t.values():
+        if v is not None and train:
+            v.requires_grad_()
+    S._SHFL_OK.clear()
+    out, last = call(selective_scan, t)
+    if L % 16 == 0:
+        assert S._SHFL_OK and all(S._SHFL_OK.values()), S._SHFL_OK
+    out0, last0 = call(selective_scan, t, config=dict(shfl_idx=False))
+    tight = 1e-5 if dtype == torch.float32 else 8e-3
+    torch.testing.assert_close(out.float(), out0.float(), rtol=tight, atol=tight)
+    torch.testing.assert_close(last, last0, rtol=1e-5, atol=1e-5)
+    ref, ref_last = call(selective_scan_ref, as64(t))
+    tol = (6e-4, 2e-3) if dtype == torch.float32 else (1e-2, 1e-2)
+    assert_close(out, ref, *tol, "out")
+    assert_close(last, ref_last, *tol, "last state")
+    if train:
+        leaves = [v for v in t.values() if v is not None]
+        g = torch.autograd.grad(out.float().sum(), leaves)
+        g0 = torch.autograd.grad(out0.float().sum(), leaves)
+        for a, b in zip(g, g0):
+            torch.testing.assert_close(a.float(), b.float(), rtol=tight, atol=tight)
+
+
 def test_bad_config():
     t = _good()
     with pytest.raises(ValueError, match="block_t must be a power of two"):
@@ -778,16 +821,40 @@ def test_gpu_state_update_large(block_b):
 
 # ------------------------------------------------------------------ the benchmark's code paths
 def test_pipelined_chunk_defaults(monkeypatch):
-    """On the GPU: 16-step chunks capped at 168 registers for inference at N <= 16; before a
-    backward (checkpoints every ckpt steps) at most ckpt steps and no cap; wider states 8."""
+    """On the GPU: 16-step chunks capped at 168 registers at N <= 16 (checkpoints, every ckpt steps,
+    fall inside them), and C loaded with its chunk (bc_tile 3) in float32 and before a backward; wider
+    states at most ckpt steps and no cap; 8 steps and plain loads in the interpreter."""
     from ssmlib import runtime, selective as S
     monkeypatch.setattr(runtime, "INTERPRET", False)
-    assert S._pipe_tiles(16, False, 8) == (16, 168)
-    assert S._pipe_tiles(4, False, 8) == (16, 168)
-    assert S._pipe_tiles(16, True, 8) == (8, None)
-    assert S._pipe_tiles(64, False, 8) == (8, None)
+    assert S._pipe_tiles(16, 8) == (16, 168)
+    assert S._pipe_tiles(4, 8) == (16, 168)
+    assert S._pipe_tiles(64, 8) == (8, None)
+    assert S._pipe_bc_tile(torch.bfloat16, False) == 2
+    assert S._pipe_bc_tile(torch.float16, False) == 2
+    assert S._pipe_bc_tile(torch.float32, False) == 3
+    assert S._pipe_bc_tile(torch.bfloat16, True) == 3
     monkeypatch.setattr(runtime, "INTERPRET", True)
-    assert S._pipe_tiles(16, False, 8) == (8, None)
+    assert S._pipe_tiles(16, 8) == (8, None)
+    assert S._pipe_bc_tile(torch.bfloat16, False) == 0
+
+
+def test_shfl_layout_check():
+    """shfl_idx runs only where every %laneid read and shfl.sync.idx of the compiled kernel is in the
+    8 x 4-lane layout its lane arithmetic assumes (TTGIR text; the GPU test compiles the real one)."""
+    from ssmlib import selective as S
+    head = ("#blocked = #ttg.blocked<{%s}>\n#blocked1 = #ttg.blocked<{sizePerThread = [1, 1], "
+            "threadsPerWarp = [2, 16], warpsPerCTA = [4, 1], order = [1, 0]}>\n" % S._SHFL_LAYOUT)
+    lane = ('%L = tt.elementwise_inline_asm "mov.u32 $0, %laneid;" {constraints = "=r,r", packed_element = 1 : i32,'
+            ' pure = true} %x : tensor<1x16xi32, #B> -> tensor<1x16xi32, #B> loc(#loc1)\n')
+    shfl = ('%s = tt.elementwise_inline_asm "{ .reg .b32 t; shfl.sync.idx.b32 $0, t, $8, 31, -1; }" {constraints ='
+            ' "=r", packed_element = 4 : i32, pure = true} %a, %b : tensor<32x16xf32, #B>, tensor<32x16xi32, #B>'
+            ' -> tensor<32x16xf32, #B> loc(#loc2)\n')
+    good = head + (lane + shfl).replace("#B", "#blocked")
+    assert S._shfl_layout_ok(good)
+    assert not S._shfl_layout_ok(head + (lane + shfl).replace("#B", "#blocked1"))      # 2 x 16 lanes
+    assert not S._shfl_layout_ok(head + lane.replace("#B", "#blocked1") + shfl.replace("#B", "#blocked"))
+    assert not S._shfl_layout_ok(good.replace("32x16xf32", "64x16xf32"))                # another tile
+    assert not S._shfl_layout_ok(head)                                                  # no shuffles at all
 
 
 def test_serial_backward_register_cap(monkeypatch):
