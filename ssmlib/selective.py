@@ -60,7 +60,7 @@ channel blocks inside one group of B and C):
   Δ·u of the chunk stay in registers, in a tile laid out like the state tile,
   and step j takes its column from the lane that holds it: one inline-PTX
   ``shfl.sync.idx`` each (``shfl_idx``, the default where the compiled layout
-  is the one its lane arithmetic assumes: ``_launch_pipe``), else a
+  is the one its lane arithmetic assumes: ``_launch_checked``), else a
   compile-time select and the lanes' butterfly (``tl.sum(tl.where(tcol == j,
   X, -0.0), 1)``, -0.0 built by ``_neg_zero``; two shuffles and two adds);
   no scratch, no barrier. Each chunk's u and Δ are loaded two chunks ahead and
@@ -172,7 +172,7 @@ assume of the arguments (8×4 lanes over the (channel, step) tile when every
 pointer and integer argument is known to be a multiple of 16, as at the headline
 shape; 2×16 with fewer such guarantees). So the host reads each specialization's
 compiled TTGIR once and keeps ``shfl_idx`` only where every lane-id read and
-shuffle is in the 8×4 layout (``_launch_pipe``; elsewhere the butterfly runs, and
+shuffle is in the 8×4 layout (``_launch_checked``; elsewhere the butterfly runs, and
 results never depend on the layout). A first version checked the layout inside
 the kernel instead, and on the H200 its check itself was compiled into another
 layout (``book/results/logs/gpu_session10_call1.txt``: NaN outputs, as designed for
@@ -251,7 +251,19 @@ batch 8, dim 1536, L 2K, bf16; slower still with a register cap), and removed
 with the forward's. What did pay there is a cap on the default's registers: 255
 a thread uncapped, so 8 one-warp programs an SM; at 168 (a few spills) 12,
 and fwd+bwd fell to 1.84 ms. ``_bwd_serial_maxnreg`` caps it where programs
-outnumber the SMs several times over (at batch 1 the cap was slower).
+outnumber the SMs several times over (at batch 1 the cap was slower). Its
+8 × 16 (channel, column) tiles on one warp have the layout ``shfl_idx`` was
+written for, so ``bwd_shfl_idx`` (the default where the compiled layout
+checks out, ``_launch_checked``) takes each step's Δ, Δ·u and dy with one
+``shfl.sync.idx`` each: 50.1 → 47.3 instructions an element (bf16,
+compile-only, ``book/results/logs/compile_selective_session10.json``); on the
+H200 fwd+bwd went 1.659 → 1.605 ms in bf16 and 1.708 → 1.685 in float32
+(``book/results/logs/selective_ab_session10_call3.json``, medians of 3
+alternating runs). Nsight Compute on the default forward after this
+(``book/results/logs/ncu_selective_fwd_session10.txt``, ``..._source_session10.csv``):
+0.54 instructions issued a cycle per scheduler with 11.1 warps an SM, and a
+fifth of the stall samples on two byte-permutes that unpack the raw bf16 tiles
+of a chunk two ahead, just loaded, for spill stores the 168-register cap forces.
 
 Arithmetic is float32 (float64 for float64 inputs, so the tests can
 ``gradcheck`` the kernels); the state is never rounded to the input dtype.
@@ -275,7 +287,8 @@ INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 #: Keys of :func:`selective_scan`'s ``config``.
 CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "shfl_idx", "maxnreg",
-               "bwd_block_d", "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg")
+               "bwd_block_d", "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg",
+               "bwd_shfl_idx")
 #: Forward kernels selectable with ``config={"variant": ...}``.
 FWD_VARIANTS = ("serial", "scan", "pipelined")
 #: Backward kernels selectable with ``config={"bwd_variant": ...}`` (:func:`_bwd_variant`: "serial").
@@ -669,6 +682,18 @@ def _from_lane(S, src):
 
 
 @triton.jit
+def _step_value(T, sel, lane4, j: tl.constexpr, SHFL_IDX: tl.constexpr, EXACT: tl.constexpr = True):
+    """Step j's column of the (rows, steps) tile T for every lane of a row: with SHFL_IDX one
+    shuffle from the lane that holds it (lane4: each lane's id with its two low bits cleared; the
+    layout of _shfl_layout, 4 consecutive columns a lane), a (rows, steps) tile; else the select and
+    butterfly of _step_column, a (rows, 1) column."""
+    if SHFL_IDX:
+        return _from_lane(tl.where(sel, T, 0.0), lane4 | (j // 4))
+    else:
+        return _step_column(T, sel, EXACT)
+
+
+@triton.jit
 def _selective_scan_fwd_pipe_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, states_ptr, seg_ptr,
         dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, sB_b, sB_g, sC_b, sC_g,
@@ -762,13 +787,12 @@ def _selective_scan_fwd_pipe_kernel(
             B3 = _load_bc3(B3_base, t0, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
         if BC_TILE == 2:
             C3 = _load_bc3(C3_base, t0, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, EVEN_L and EVEN_N, acc)
-    if SHFL_IDX:
-        # Step j's Δ_t, Δ_t·u_t from the lane that holds them, one shuffle each, instead of the
-        # select and the butterfly (two shuffles and two adds). The lane arithmetic is that of the
-        # layout Triton 3.6 gives the (32, 16) tiles on 4 warps when the arguments are aligned (8
-        # rows × 4 lanes a warp, 4 consecutive columns a thread): column j of a row sits in lane
-        # (lane & ~3) | (j // 4). The host checks the compiled kernel's layout (_launch_pipe).
-        LANE4 = _lane_ids(tcol + zero_rows.to(tl.int32)) & ~3
+    # Step j's Δ_t, Δ_t·u_t from the lane that holds them, one shuffle each with SHFL_IDX, instead
+    # of the select and the butterfly (two shuffles and two adds). The lane arithmetic is that of
+    # the layout Triton 3.6 gives the (32, 16) tiles on 4 warps when the arguments are aligned (8
+    # rows × 4 lanes a warp, 4 consecutive columns a thread): column j of a row sits in lane
+    # (lane & ~3) | (j // 4). The host checks the compiled kernel's layout (_launch_checked).
+    LANE4 = _lane_ids(tcol + zero_rows.to(tl.int32)) & ~3 if SHFL_IDX else 0
     for k in range(t0, t1, BLOCK_T):
         if BC_TILE == 1:
             B3 = _load_bc3(B3_base, k, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
@@ -789,12 +813,8 @@ def _selective_scan_fwd_pipe_kernel(
             Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
         for j in tl.static_range(BLOCK_T):
             sel = tcol == j
-            if SHFL_IDX:
-                dt = _from_lane(tl.where(sel, DT, 0.0), LANE4 | (j // 4))
-                dtu = _from_lane(tl.where(sel, DTU, 0.0), LANE4 | (j // 4))
-            else:
-                dt = _step_column(DT, sel)
-                dtu = _step_column(DTU, sel)
+            dt = _step_value(DT, sel, LANE4, j, SHFL_IDX)
+            dtu = _step_value(DTU, sel, LANE4, j, SHFL_IDX)
             if VAR_B:
                 if BC_TILE > 0:
                     Bt = tl.sum(tl.where(t3 == j, B3, _neg_zero(B3)), 1)
@@ -1023,7 +1043,7 @@ def _selective_scan_bwd_serial_kernel(
         VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, EVEN_L: tl.constexpr,
         EVEN_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
-        TW: tl.constexpr):
+        TW: tl.constexpr, SHFL_IDX: tl.constexpr):
     # The "serial" backward (config bwd_variant="serial"): a (BLOCK_D, BLOCK_N) tile, the chunks
     # from last to first; per chunk (BLOCK_T steps, the checkpoint interval)
     # (1) the states recomputed forward from the chunk's checkpoint, one exp per element; x_t and
@@ -1087,6 +1107,8 @@ def _selective_scan_bwd_serial_kernel(
     # and states) and a round trip through shared memory at every step.
     n3 = nvec[None, None, :]
     ZERO3 = tl.load(dA_ptr + zero_rows[:, :, None] + t3 * NS + n3, mask=(t3 + L < 0) & (n3 < N), other=0.0)
+    # step j's Δ, Δ·u, dy: as the pipelined forward's (_step_value; the host checks the layout)
+    LANE4 = _lane_ids(tcol + zero_rows.to(tl.int32)) & ~3 if SHFL_IDX else 0
     for i in range(n_chunks):
         k = (n_chunks - 1 - i) * BLOCK_T
         tt = k + t_in
@@ -1118,8 +1140,8 @@ def _selective_scan_bwd_serial_kernel(
         A3 = ZERO3
         for j in tl.static_range(BLOCK_T):
             sel = tcol == j
-            dt = _step_column(DT, sel, False)
-            dtu = _step_column(DTU, sel, False)
+            dt = _step_value(DT, sel, LANE4, j, SHFL_IDX, False)
+            dtu = _step_value(DTU, sel, LANE4, j, SHFL_IDX, False)
             if VAR_B:
                 Bt = _step_vector(B_row, k + j, NS, ncol, N, L, EVEN_L and EVEN_N, acc)
             else:
@@ -1141,9 +1163,9 @@ def _selective_scan_bwd_serial_kernel(
         S2 = tl.zeros([BLOCK_D, TW], dtype=acc)             # Σ_n A₂ λ_t (x_t − b_t)
         for j in tl.static_range(BLOCK_T - 1, -1, -1):
             sel = tcol == j
-            dt = _step_column(DT, sel, False)
-            dtu = _step_column(DTU, sel, False)
-            dy = _step_column(DY, sel, False)
+            dt = _step_value(DT, sel, LANE4, j, SHFL_IDX, False)
+            dtu = _step_value(DTU, sel, LANE4, j, SHFL_IDX, False)
+            dy = _step_value(DY, sel, LANE4, j, SHFL_IDX, False)
             x = tl.sum(tl.where(t3 == j, X3, 0.0), 1)
             a = tl.sum(tl.where(t3 == j, A3, 0.0), 1)
             if VAR_B:
@@ -1515,12 +1537,7 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                       EVEN_N=runtime.next_pow2(N) == N, BLOCK_D=bd, BLOCK_T=bt,
                       BLOCK_N=runtime.next_pow2(N), num_warps=nw)
         common["BC_TILE"] = int(config.get("bc_tile", _pipe_bc_tile(u.dtype, want_states)) or 0)
-        shfl_tiles = (bt, runtime.next_pow2(N), bd, nw) == (16, 16, 32, 4) and acc == torch.float32
-        common["SHFL_IDX"] = bool(config.get("shfl_idx", shfl_tiles)) and not runtime.INTERPRET  # (inline PTX)
-        if common["SHFL_IDX"] and not shfl_tiles:
-            raise ValueError("config shfl_idx needs 16-step chunks, 16 (padded) states, block_d 32, 4 warps and "
-                             f"a float32 state (the layout it was written for), got {(bt, runtime.next_pow2(N), bd, nw)}"
-                             f" and {acc}")
+        common["SHFL_IDX"] = _shfl_option(config, "shfl_idx", bd, bt, N, nw, acc)
         maxnreg = config.get("maxnreg", maxnreg)
         if maxnreg:
             common["maxnreg"] = maxnreg
@@ -1531,50 +1548,73 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                 dim, L, N, dpg, n_dblocks, n_ckpt, seg_len, n_seg, *sB, *sC)
         if n_seg > 1:
             # pass 1: each segment but the last from a zero state: its end state and Σ Δ
-            _launch_pipe((programs, n_seg - 1), args, dict(
+            _launch_checked(_selective_scan_fwd_pipe_kernel, (programs, n_seg - 1), args, dict(
                 STORE_LAST=False, STORE_STATES=False, STATES_ONLY=True, HAS_H0=False, **common))
         # pass 2 (or the only pass): every segment from its entering state
-        _launch_pipe((programs, n_seg), args, dict(
+        _launch_checked(_selective_scan_fwd_pipe_kernel, (programs, n_seg), args, dict(
             STORE_LAST=want_last, STORE_STATES=want_states, STATES_ONLY=False, HAS_H0=n_seg > 1, **common))
     saved = (u, delta, A, B, C, D, z, delta_bias, states, Bt, Ct, (ckpt, G, var_B, var_C))
     return out, last, saved
 
 
-#: The layout of the (32, 16) tiles that the lane arithmetic of SHFL_IDX assumes.
-_SHFL_LAYOUT = "sizePerThread = [1, 4], threadsPerWarp = [8, 4], warpsPerCTA = [4, 1], order = [1, 0]"
-#: Whether a specialization of the pipelined forward compiles SHFL_IDX in that layout: see _launch_pipe.
+#: Whether a specialization of a kernel compiles SHFL_IDX in the layout it assumes: see _launch_checked.
 _SHFL_OK: dict[tuple, bool] = {}
 
 
-def _shfl_layout_ok(ttgir: str) -> bool:
+def _shfl_layout(warps: int) -> str:
+    """The register layout of the (8·warps, 16) tiles that SHFL_IDX's lane arithmetic assumes: 8 rows
+    × 4 lanes a warp, 4 consecutive columns a lane."""
+    return f"sizePerThread = [1, 4], threadsPerWarp = [8, 4], warpsPerCTA = [{warps}, 1], order = [1, 0]"
+
+
+def _shfl_layout_ok(ttgir: str, warps: int) -> bool:
     """Whether every ``%laneid`` read and every ``shfl.sync.idx`` of a compiled kernel (its TTGIR
-    text) runs on (32, 16) tiles (or (1, 16) rows broadcast into them) in :data:`_SHFL_LAYOUT`."""
+    text) runs on (8·warps, 16) tiles (or (1, 16) rows broadcast into them) in ``_shfl_layout``."""
     layouts = dict(re.findall(r"^(#\w+) = #ttg\.blocked<\{(.*)\}>", ttgir, re.M))
     ops = [line for line in ttgir.splitlines()
            if "tt.elementwise_inline_asm" in line and ("%laneid" in line or "shfl.sync.idx" in line)]
-    types = [re.fullmatch(r"(?:1|32)x16x(?:f32|i32), (#\w+)", t)
+    types = [re.fullmatch(rf"(?:1|{8 * warps})x16x(?:f32|i32), (#\w+)", t)
              for line in ops for t in re.findall(r"tensor<([^>]*)>", line.rsplit("}", 1)[-1])]
-    return bool(types) and all(t is not None and layouts.get(t[1]) == _SHFL_LAYOUT for t in types)
+    return bool(types) and all(t is not None and layouts.get(t[1]) == _shfl_layout(warps) for t in types)
 
 
-def _launch_pipe(grid, args, kw):
-    """Launches the pipelined forward. With SHFL_IDX its lane arithmetic assumes the register layout
-    :data:`_SHFL_LAYOUT`, which Triton picks from what it may assume of the arguments (8 × 4 lanes
-    over a tile when the pointers and integers are multiples of 16; 2 × 16 with fewer such
-    guarantees). So the first call of each specialization (keyed by the dtypes, the constexprs and
-    the alignment of every argument: a superset of what Triton specializes on) checks the compiled
-    kernel's TTGIR; where the layout differs, it runs the kernel again without SHFL_IDX, as every
-    later call of that specialization does."""
+def _launch_checked(kernel, grid, args, kw):
+    """Launches ``kernel`` (the pipelined forward or the serial backward). With SHFL_IDX its lane
+    arithmetic assumes the register layout ``_shfl_layout``, which Triton picks from what it may
+    assume of the arguments (8 × 4 lanes over a tile when the pointers and integers are multiples
+    of 16; 2 × 16 with fewer such guarantees). So the first call of each specialization (keyed by
+    the kernel, the dtypes, the constexprs and the alignment of every argument: a superset of what
+    Triton specializes on) checks the compiled kernel's TTGIR; where the layout differs, it runs
+    the kernel again without SHFL_IDX, as every later call of that specialization does."""
     key = None
     if kw["SHFL_IDX"]:
-        key = (tuple((a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else (a % 16 == 0, a == 1)
+        key = (kernel.fn.__name__,
+               tuple((a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else (a % 16 == 0, a == 1)
                      for a in args), tuple(kw.items()))
         kw = {**kw, "SHFL_IDX": _SHFL_OK.get(key, True)}
-    compiled = _selective_scan_fwd_pipe_kernel[grid](*args, **kw)
+    compiled = kernel[grid](*args, **kw)
     if key is not None and key not in _SHFL_OK:
-        _SHFL_OK[key] = _shfl_layout_ok(compiled.asm["ttgir"])
+        _SHFL_OK[key] = _shfl_layout_ok(compiled.asm["ttgir"], kw["num_warps"])
         if not _SHFL_OK[key]:
-            _selective_scan_fwd_pipe_kernel[grid](*args, **{**kw, "SHFL_IDX": False})
+            kernel[grid](*args, **{**kw, "SHFL_IDX": False})
+
+
+def _shfl_option(config: dict, key: str, block_d: int, width: int, N: int, warps: int, acc: torch.dtype) -> bool:
+    """config[key] (shfl_idx, bwd_shfl_idx), by default whether the tiles fit (``_shfl_fits``); asked
+    for where they do not fit, a ValueError (in the interpreter, which runs no PTX, always False)."""
+    fits = _shfl_fits(block_d, width, N, warps, acc)
+    if config.get(key, fits) and not fits and not runtime.INTERPRET:
+        raise ValueError(f"config {key} needs (8·warps, 16) float32 tiles: block_d 8·num_warps, 16 columns "
+                         f"(steps) and 16 (padded) states; got block_d {block_d}, {warps} warps, {width} columns, "
+                         f"{runtime.next_pow2(N)} states, {acc}")
+    return bool(config.get(key, fits)) and fits
+
+
+def _shfl_fits(block_d: int, width: int, N: int, warps: int, acc: torch.dtype) -> bool:
+    """Whether SHFL_IDX's lane arithmetic fits a kernel's (channel, step) tiles: (8·warps, 16) tiles
+    (``width`` columns: the forward's BLOCK_T, the backward's TW) of float32, 16 (padded) states."""
+    return (block_d == 8 * warps and width == 16 and runtime.next_pow2(N) == 16 and acc == torch.float32
+            and not runtime.INTERPRET)
 
 
 def _pipe_tiles(N: int, ckpt: int) -> tuple[int, int | None]:
@@ -1653,16 +1693,17 @@ def _backward_serial(saved, softplus, dout, dlast, config):
         tw = max(bt, BN)
         maxnreg = config.get("bwd_maxnreg") or _bwd_serial_maxnreg(batch * G * n_dblocks, u.device)
         # unused pointers are placeholders of the dtype a real call gives them (u's for inputs)
-        _selective_scan_bwd_serial_kernel[(batch * G * n_dblocks,)](
-            u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
-            delta_bias if delta_bias is not None else u, dout, states, dl if dl is not None else states,
-            du, ddelta, dz if dz is not None else du, dA, dBp, dCp,
-            dD if dD is not None else dA, dbias if dbias is not None else dA,
-            dim, L, N, dpg, n_dblocks, n_chunks, *sB, *sC,
+        args = (u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
+                delta_bias if delta_bias is not None else u, dout, states, dl if dl is not None else states,
+                du, ddelta, dz if dz is not None else du, dA, dBp, dCp,
+                dD if dD is not None else dA, dbias if dbias is not None else dA,
+                dim, L, N, dpg, n_dblocks, n_chunks, *sB, *sC)
+        _launch_checked(_selective_scan_bwd_serial_kernel, (batch * G * n_dblocks,), args, dict(
             VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), HAS_DLAST=dl is not None,
             EVEN_L=L % bt == 0, EVEN_N=BN == N, BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN, TW=tw,
-            num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {}))
+            SHFL_IDX=_shfl_option(config, "bwd_shfl_idx", bd, tw, N, nw, acc),
+            num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {})))
     else:
         du.zero_(), ddelta.zero_(), dA.zero_(), dBp.zero_(), dCp.zero_()
         for t in (dz, dD, dbias):
@@ -1783,10 +1824,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             C loaded per chunk, 2: a chunk ahead; 3: B a chunk ahead, C with its
             chunk; default ``_pipe_bc_tile``: 2 or 3 on the GPU, 0 in the
             interpreter), ``shfl_idx`` (bool; default True where its tiles fit, on the GPU:
-            step j's Δ by one lane shuffle, see ``_launch_pipe``) and ``maxnreg`` (a
+            step j's Δ by one lane shuffle, see ``_launch_checked``) and ``maxnreg`` (a
             cap on registers per thread, so that more programs fit in an SM), as
             the "serial" backward takes ``bwd_maxnreg`` (default:
-            ``_bwd_serial_maxnreg``; 255 lifts the cap).
+            ``_bwd_serial_maxnreg``; 255 lifts the cap) and ``bwd_shfl_idx``.
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on
@@ -1801,7 +1842,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             if k not in CONFIG_KEYS:
                 raise ValueError(f"config has unknown key {k!r}")
         for k, v in config.items():
-            if k not in ("bwd_flip", "variant", "bc_tile", "shfl_idx", "bwd_variant", "maxnreg", "bwd_maxnreg"):
+            if k not in ("bwd_flip", "variant", "bc_tile", "shfl_idx", "bwd_shfl_idx", "bwd_variant", "maxnreg",
+                         "bwd_maxnreg"):
                 _check_pow2(k, v)
         for k in ("maxnreg", "bwd_maxnreg"):
             if k in config:

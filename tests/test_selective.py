@@ -464,8 +464,13 @@ def test_arguments_checked_once_under_autograd(monkeypatch):
 @pytest.mark.skipif(not GPU, reason="shfl_idx is inline PTX: compiled kernels only")
 def test_shfl_idx_refuses_other_tiles():
     t = make(1, 32, 40, 8, dtype=torch.float32)       # 8 states: (BLOCK_D, 8) tiles, not the layout it assumes
-    with pytest.raises(ValueError, match="config shfl_idx needs 16-step chunks, 16"):
+    with pytest.raises(ValueError, match="config shfl_idx needs"):
         call(selective_scan, t, config=dict(shfl_idx=True))
+    t = make(1, 32, 40, 16, dtype=torch.float32)
+    t["u"].requires_grad_()
+    out, _ = call(selective_scan, t, config=dict(bwd_block_d=16, bwd_shfl_idx=True))     # 16 rows on 1 warp
+    with pytest.raises(ValueError, match="config bwd_shfl_idx needs"):
+        out.sum().backward()
 
 
 @pytest.mark.gpu
@@ -474,10 +479,11 @@ def test_shfl_idx_refuses_other_tiles():
 @pytest.mark.parametrize("L", [1, 37, 1000, 2048])
 @pytest.mark.parametrize("train", [False, True])
 def test_shfl_idx_matches_the_butterfly(dtype, L, train):
-    """shfl_idx (the default at 16 states) changes how step j's Δ reaches a channel's lanes, not the
-    arithmetic: outputs and gradients equal those with shfl_idx=False to rounding (rtol, atol 1e-5 in
-    float32; a bf16 ulp, 8e-3, in bf16), and the float64 reference to the file's tolerances. Where the arguments are aligned (dim
-    and L multiples of 16) the compiled kernel has the layout it assumes, so it is used."""
+    """shfl_idx and bwd_shfl_idx (the defaults at 16 states) change how step j's Δ (and dy) reach a
+    channel's lanes, not the arithmetic: outputs and gradients equal those with both off to rounding
+    (rtol, atol 1e-5 in float32; a bf16 ulp, 8e-3, in bf16), and the float64 reference to the file's
+    tolerances. Where the arguments are aligned (dim and L multiples of 16) the compiled kernels
+    have the layout they assume, so they are used."""
     import ssmlib.selective as S
     t = make(2, 96, L, 16, dtype=dtype)
     for v in t.values():
@@ -485,9 +491,7 @@ def test_shfl_idx_matches_the_butterfly(dtype, L, train):
             v.requires_grad_()
     S._SHFL_OK.clear()
     out, last = call(selective_scan, t)
-    if L % 16 == 0:
-        assert S._SHFL_OK and all(S._SHFL_OK.values()), S._SHFL_OK
-    out0, last0 = call(selective_scan, t, config=dict(shfl_idx=False))
+    out0, last0 = call(selective_scan, t, config=dict(shfl_idx=False, bwd_shfl_idx=False))
     tight = 1e-5 if dtype == torch.float32 else 8e-3
     torch.testing.assert_close(out.float(), out0.float(), rtol=tight, atol=tight)
     torch.testing.assert_close(last, last0, rtol=1e-5, atol=1e-5)
@@ -501,6 +505,11 @@ def test_shfl_idx_matches_the_butterfly(dtype, L, train):
         g0 = torch.autograd.grad(out0.float().sum(), leaves)
         for a, b in zip(g, g0):
             torch.testing.assert_close(a.float(), b.float(), rtol=tight, atol=tight)
+    kernels = {key[0] for key in S._SHFL_OK}
+    assert kernels == ({"_selective_scan_fwd_pipe_kernel", "_selective_scan_bwd_serial_kernel"} if train
+                       else {"_selective_scan_fwd_pipe_kernel"}), kernels
+    if L % 16 == 0:
+        assert all(S._SHFL_OK.values()), S._SHFL_OK
 
 
 def test_bad_config():
@@ -843,18 +852,35 @@ def test_shfl_layout_check():
     8 x 4-lane layout its lane arithmetic assumes (TTGIR text; the GPU test compiles the real one)."""
     from ssmlib import selective as S
     head = ("#blocked = #ttg.blocked<{%s}>\n#blocked1 = #ttg.blocked<{sizePerThread = [1, 1], "
-            "threadsPerWarp = [2, 16], warpsPerCTA = [4, 1], order = [1, 0]}>\n" % S._SHFL_LAYOUT)
+            "threadsPerWarp = [2, 16], warpsPerCTA = [4, 1], order = [1, 0]}>\n" % S._shfl_layout(4))
     lane = ('%L = tt.elementwise_inline_asm "mov.u32 $0, %laneid;" {constraints = "=r,r", packed_element = 1 : i32,'
             ' pure = true} %x : tensor<1x16xi32, #B> -> tensor<1x16xi32, #B> loc(#loc1)\n')
     shfl = ('%s = tt.elementwise_inline_asm "{ .reg .b32 t; shfl.sync.idx.b32 $0, t, $8, 31, -1; }" {constraints ='
             ' "=r", packed_element = 4 : i32, pure = true} %a, %b : tensor<32x16xf32, #B>, tensor<32x16xi32, #B>'
             ' -> tensor<32x16xf32, #B> loc(#loc2)\n')
     good = head + (lane + shfl).replace("#B", "#blocked")
-    assert S._shfl_layout_ok(good)
-    assert not S._shfl_layout_ok(head + (lane + shfl).replace("#B", "#blocked1"))      # 2 x 16 lanes
-    assert not S._shfl_layout_ok(head + lane.replace("#B", "#blocked1") + shfl.replace("#B", "#blocked"))
-    assert not S._shfl_layout_ok(good.replace("32x16xf32", "64x16xf32"))                # another tile
-    assert not S._shfl_layout_ok(head)                                                  # no shuffles at all
+    assert S._shfl_layout_ok(good, 4)
+    assert not S._shfl_layout_ok(good, 1)                                               # 1 warp: (8, 16) tiles
+    assert not S._shfl_layout_ok(head + (lane + shfl).replace("#B", "#blocked1"), 4)   # 2 x 16 lanes
+    assert not S._shfl_layout_ok(head + lane.replace("#B", "#blocked1") + shfl.replace("#B", "#blocked"), 4)
+    assert not S._shfl_layout_ok(good.replace("32x16xf32", "64x16xf32"), 4)             # another tile
+    assert not S._shfl_layout_ok(head, 4)                                               # no shuffles at all
+    one = good.replace("warpsPerCTA = [4, 1]", "warpsPerCTA = [1, 1]", 1).replace("32x16", "8x16")
+    assert S._shfl_layout_ok(one, 1)                                                    # the backward's
+
+
+def test_shfl_fits(monkeypatch):
+    """shfl_idx's lane arithmetic is for (8·warps, 16) float32 tiles at 16 (padded) states: the forward's
+    default 32 x 16-step tiles on 4 warps and the backward's 8 x 16 on 1 warp; never in the interpreter."""
+    from ssmlib import runtime, selective as S
+    monkeypatch.setattr(runtime, "INTERPRET", False)
+    assert S._shfl_fits(32, 16, 16, 4, torch.float32) and S._shfl_fits(8, 16, 13, 1, torch.float32)
+    assert not S._shfl_fits(32, 8, 16, 4, torch.float32)         # 8-step chunks: (32, 8) tiles
+    assert not S._shfl_fits(16, 16, 16, 1, torch.float32)        # 16 rows on one warp
+    assert not S._shfl_fits(32, 16, 8, 4, torch.float32)         # 8 states
+    assert not S._shfl_fits(32, 16, 16, 4, torch.float64)        # 64-bit values
+    monkeypatch.setattr(runtime, "INTERPRET", True)
+    assert not S._shfl_fits(32, 16, 16, 4, torch.float32)
 
 
 def test_serial_backward_register_cap(monkeypatch):

@@ -550,7 +550,8 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
 
 def _compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg=None) -> dict:
     """One backward kernel compiled as a real call types it: "bwd_scan" (the default backward),
-    "bwd_serial" (config bwd_variant="serial"), with every option on, or with "-noopts" without D,
+    "bwd_serial" (config bwd_variant="serial"; "+shfl_idx": with bwd_shfl_idx), with every option on, or
+    with "-noopts" without D,
     z, delta_bias, softplus and d last_state (their pointers then placeholders: u's dtype for D, z,
     delta_bias; du's for dz; states' (float32) for dlast; dA's for dD, d delta_bias)."""
     BN = 1 << (N - 1).bit_length()
@@ -570,7 +571,7 @@ def _compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg=None) -> dict:
     cx = dict(VAR_B=True, VAR_C=True, HAS_D=opts, HAS_Z=opts, HAS_BIAS=opts, SOFTPLUS=opts, EVEN_L=True,
               BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN)
     if serial:
-        cx.update(HAS_DLAST=opts, EVEN_N=BN == N, TW=max(bt, BN))
+        cx.update(HAS_DLAST=opts, EVEN_N=BN == N, TW=max(bt, BN), SHFL_IDX="+shfl_idx" in variant)
     else:
         cx.update(FLIP=False)
     rec = {"variant": variant, "kernel": "bwd", "dtype": dtype, "block_d": bd, "block_t": bt, "num_warps": nw,
