@@ -259,7 +259,14 @@ checks out, ``_launch_checked``) takes each step's Δ, Δ·u and dy with one
 compile-only, ``book/results/logs/compile_selective_session10.json``); on the
 H200 fwd+bwd went 1.659 → 1.605 ms in bf16 and 1.708 → 1.685 in float32
 (``book/results/logs/selective_ab_session10_call3.json``, medians of 3
-alternating runs). Nsight Compute on the default forward after this
+alternating runs). The per-chunk sums of dB and dC over the 8 channels were
+also tried as a reduce-scatter over the chunk's 8 steps (``shfl.sync.bfly``,
+three levels; a lane ends with one step's sums): 264 → 128 shuffles a chunk,
+no shared memory or barrier left in the loop, 47.3 → 44.5 instructions an
+element, but 256 → 376 bytes of spills at the 168-register cap, and on the
+H200 fwd+bwd went 1.61 → 1.95 ms in bf16, 1.70 → 2.10 in float32 and 4.96 →
+5.91 at batch 1, L 16K (``book/results/logs/selective_ab_session10_call4.json``),
+so it was not kept (git branch ``exp11``). Nsight Compute on the default forward after this
 (``book/results/logs/ncu_selective_fwd_session10.txt``, ``..._source_session10.csv``):
 0.54 instructions issued a cycle per scheduler with 11.1 warps an SM, and a
 fifth of the stall samples on two byte-permutes that unpack the raw bf16 tiles
