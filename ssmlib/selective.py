@@ -127,7 +127,8 @@ butterfly instead of ``shfl_idx``, 13.6 before the softplus's log became one MUF
 that is 4 exponentials with their 4 multiplies, 4 FFMAs for the state, 4 multiplies by
 B, the C contraction (a multiply, 3 FFMAs, a 2-level butterfly), and what gives every
 lane of a channel its Δ_t and Δ_t·u_t: with the butterfly about 10 instructions (a select
-and a 2-level butterfly each), with ``shfl_idx`` two shuffles and the selects. It was 16.6 until two fixes (compile-only,
+and a 2-level butterfly each), with ``shfl_idx`` two shuffles and the selects. It was
+16.6 until two fixes (compile-only,
 ``book/results/logs/compile_selective_session8.json``): the selections' -0.0 is built
 from its bits (``_neg_zero``; Triton 3.6 folds the literal -0.0 to +0.0, and x + 0.0 is
 not x for x = -0.0, so the compiler had to keep the adds of the unselected registers in
