@@ -267,7 +267,12 @@ no shared memory or barrier left in the loop, 47.3 → 44.5 instructions an
 element, but 256 → 376 bytes of spills at the 168-register cap, and on the
 H200 fwd+bwd went 1.61 → 1.95 ms in bf16, 1.70 → 2.10 in float32 and 4.96 →
 5.91 at batch 1, L 16K (``book/results/logs/selective_ab_session10_call4.json``),
-so it was not kept (git branch ``exp11``). Nsight Compute on the default forward after this
+so it was not kept (git branch ``exp11``). Nor was shuffling the source lane's
+register j % 4 without the select (branch ``exp12``): 11.06 → 10.53 instructions
+an element in the bf16 forward, 10.64 → 10.05 in float32, 47.3 → 46.5 in the
+backward (compile-only), bitwise the same results, and on the H200 bf16 took the
+same time and the float32 forward 0.266 → 0.305 ms
+(``book/results/logs/selective_ab_session10_call6.json``). Nsight Compute on the default forward after this
 (``book/results/logs/ncu_selective_fwd_session10.txt``, ``..._source_session10.csv``):
 0.54 instructions issued a cycle per scheduler with 11.1 warps an SM, and a
 fifth of the stall samples on two byte-permutes that unpack the raw bf16 tiles
