@@ -1616,11 +1616,13 @@ def _shfl_option(config: dict, key: str, block_d: int, width: int, N: int, warps
     """config[key] (shfl_idx, bwd_shfl_idx), by default whether the tiles fit (``_shfl_fits``); asked
     for where they do not fit, a ValueError (in the interpreter, which runs no PTX, always False)."""
     fits = _shfl_fits(block_d, width, N, warps, acc)
-    if config.get(key, fits) and not fits and not runtime.INTERPRET:
+    if not config.get(key, fits):
+        return False
+    if not fits and not runtime.INTERPRET:
         raise ValueError(f"config {key} needs (8·warps, 16) float32 tiles: block_d 8·num_warps, 16 columns "
                          f"(steps) and 16 (padded) states; got block_d {block_d}, {warps} warps, {width} columns, "
                          f"{runtime.next_pow2(N)} states, {acc}")
-    return bool(config.get(key, fits)) and fits
+    return fits
 
 
 def _shfl_fits(block_d: int, width: int, N: int, warps: int, acc: torch.dtype) -> bool:

@@ -571,9 +571,10 @@ def test_float64_kernels_compile_for_sm90():
 
 
 def test_default_forward_selections_drop_their_adds():
-    """The default forward's chunk loop (bf16, N 16, 32×16 tiles, 168 registers) takes about 13.6 SASS
-    instructions an element: 16.6 when the selections' zeros were +0.0 (whose adds the compiler keeps)
-    and the next chunk's B, C were loaded masked (book/results/logs/compile_selective_session8.json)."""
+    """The forward's chunk loop with the butterfly (bf16, N 16, 32×16 tiles, 168 registers; the default
+    where shfl_idx does not apply) takes about 12.5 SASS instructions an element: 16.6 when the
+    selections' zeros were +0.0 (whose adds the compiler keeps) and the next chunk's B, C were loaded
+    masked (book/results/logs/compile_selective_session8.json)."""
     from ssmlib.bench.selective import compile_report
 
     (r,) = compile_report([("pipelined+bc_tile2@168", "bf16", 32, 16, 4, 16)], kinds=("fwd",), state_update=False)
