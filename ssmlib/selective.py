@@ -72,8 +72,12 @@ channel blocks inside one group of B and C):
   (channel, state) plane has the state tile's layout and whose time axis is
   in registers (step j is a register selection); ``bc_tile=2`` loads them a
   chunk ahead (two chunks live in registers); ``bc_tile=3``, B a chunk ahead
-  and C with its chunk (the default for float32, and before a backward:
-  ``_pipe_bc_tile``).
+  and C with its chunk (the default for float32 inference). ``stages=S`` with
+  ``bc_tile=0`` loads each chunk's inputs, and each step's B_t, C_t row, in
+  the chunk itself, inside a ``tl.range(..., num_stages=S)`` loop: Triton's
+  software pipeliner turns those loads into asynchronous copies into shared
+  memory S − 1 chunks ahead, and no load in flight holds registers (the
+  default before a backward: ``_pipe_schedule``).
   With few sequences (batch
   1), ``seg_len`` splits L across programs: pass 1 runs every segment but the
   last from a zero state and keeps its end state and Σ Δ (the segment's decay
@@ -272,7 +276,18 @@ register j % 4 without the select (branch ``exp12``): 11.06 → 10.53 instructio
 an element in the bf16 forward, 10.64 → 10.05 in float32, 47.3 → 46.5 in the
 backward (compile-only), bitwise the same results, and on the H200 bf16 took the
 same time and the float32 forward 0.266 → 0.305 ms
-(``book/results/logs/selective_ab_session10_call6.json``). Nsight Compute on the default forward after this
+(``book/results/logs/selective_ab_session10_call6.json``). Nor was the
+serial backward's chunk loop run through Triton's software pipeliner (its
+chunk inputs and B_t, C_t rows copied into shared memory chunks ahead, as the
+forward before a backward now does: ``_pipe_schedule``): 5.6 KB of shared
+memory, but 480 bytes of spills instead of 256 and 56.5 instructions an
+element instead of 47.3 (compile-only), and fwd+bwd went 1.533 → 2.306 ms in
+bf16, 1.614 → 2.185 in float32
+(``book/results/logs/selective_ab_session11_call1.json``, git branch
+``exp13``). Where the default fwd+bwd's time goes (bf16, torch.profiler,
+``book/results/logs/profile_fwdbwd_session11.json``): the backward kernel
+1.11 ms, the forward 0.28, and the host's sums of the dB/dC partials over the
+channel blocks 0.12 (they read 400 MB). Nsight Compute on the default forward after this
 (``book/results/logs/ncu_selective_fwd_session10.txt``, ``..._source_session10.csv``):
 0.54 instructions issued a cycle per scheduler with 11.1 warps an SM, and a
 fifth of the stall samples on two byte-permutes that unpack the raw bf16 tiles
@@ -301,7 +316,7 @@ INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 #: Keys of :func:`selective_scan`'s ``config``.
 CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "shfl_idx", "maxnreg",
                "bwd_block_d", "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg",
-               "bwd_shfl_idx")
+               "bwd_shfl_idx", "stages")
 #: Forward kernels selectable with ``config={"variant": ...}``.
 FWD_VARIANTS = ("serial", "scan", "pipelined")
 #: Backward kernels selectable with ``config={"bwd_variant": ...}`` (:func:`_bwd_variant`: "serial").
@@ -714,7 +729,7 @@ def _selective_scan_fwd_pipe_kernel(
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, STORE_LAST: tl.constexpr,
         STORE_STATES: tl.constexpr, CKPT: tl.constexpr, EVEN_L: tl.constexpr, EVEN_N: tl.constexpr,
         STATES_ONLY: tl.constexpr, HAS_H0: tl.constexpr, BC_TILE: tl.constexpr, SHFL_IDX: tl.constexpr,
-        BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
+        STAGES: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr):
     # The "pipelined" variant: the serial recurrence of _selective_scan_fwd_serial_kernel with
     # (1) no scratch and no barrier: Δ and Δ·u of the chunk stay in registers, in a tile laid
     #     out like the state tile (a row per channel, the lanes of a channel splitting the
@@ -748,12 +763,11 @@ def _selective_scan_fwd_pipe_kernel(
         NS = N
     A2, Bfix, Cfix, bias, Dv = _channel_params(A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, d, dmask, ncol, nmask, N,
                                                VAR_B, VAR_C, HAS_D, HAS_BIAS, acc)
-    B_base = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + zero_rows
-    C_base = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + zero_rows
+    # step t's B_t, C_t (BC_TILE 0): a (1, BLOCK_N) row, broadcast over the channels in registers
     if VAR_B:
-        B_row = B_base + ncol
+        B_row = B_ptr + b.to(tl.int64) * sB_b + g * sB_g + ncol
     if VAR_C:
-        C_row = C_base + ncol
+        C_row = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + ncol
     t0 = seg * seg_len
     t1 = tl.minimum(t0 + seg_len, L)
     # segment buffers (batch, dim, n_seg, N + 1): pass 1's end state from zero, then Σ Δ
@@ -768,22 +782,30 @@ def _selective_scan_fwd_pipe_kernel(
         dtsum = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
     if STORE_STATES:     # the channels' checkpoint rows (batch, dim, n_ckpt, N), loop-invariant
         ckpt_row = states_ptr + rows[:, None] * (n_ckpt * N) + ncol
-    # Chunk c's Δ, Δ·u and u (float32 tiles) are prepared at the end of chunk c − 1 from raw tiles
-    # whose loads chunk c − 2 issued; z is loaded a chunk ahead. Each raw tile is read a whole chunk
-    # after its load is issued and before the next load into it, so no register copy waits on a
-    # load in flight (ptxas issues the loads late in the body: with loads two chunks ahead in a
-    # rotation of registers, the copies made every chunk wait for HBM, 20% of the default
-    # forward's stall samples in Nsight Compute, book/results/logs/ncu_selective_fwd_source_session9.csv).
-    tt = t0 + t_in
-    m2 = dmask[:, None] & (tt < t1)[None, :]
-    offs = rows[:, None] * L + tt[None, :]
-    Uf, DT, DTU = _chunk_delta(tl.load(delta_ptr + offs, mask=m2, other=0.0),
-                               tl.load(u_ptr + offs, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS, acc)
-    if HAS_Z:
-        Z = tl.load(z_ptr + offs, mask=m2, other=0.0)
-    m2_1 = dmask[:, None] & (tt + BLOCK_T < t1)[None, :]
-    U_1 = tl.load(u_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
-    DTr_1 = tl.load(delta_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
+    # Two schedules of the chunk inputs.
+    # (a) SMEM_PIPE (STAGES > 1, BC_TILE 0): chunk c's u, Δ, z and its steps' B_t, C_t rows are
+    #     loaded in chunk c's body, and Triton's software pipeliner turns those loads into copies
+    #     into shared memory (cp.async) issued STAGES − 1 chunks ahead: nothing in flight holds
+    #     registers (bf16, 16-step chunks: 107 registers at the 168 cap, no spills).
+    # (b) Registers only: chunk c's Δ, Δ·u and u (float32 tiles) are prepared at the end of chunk
+    #     c − 1 from raw tiles whose loads chunk c − 2 issued; z is loaded a chunk ahead. Each raw
+    #     tile is read a whole chunk after its load is issued and before the next load into it, so
+    #     no register copy waits on a load in flight (ptxas issues the loads late in the body: with
+    #     loads two chunks ahead in a rotation of registers, the copies made every chunk wait for
+    #     HBM, 20% of the default forward's stall samples in Nsight Compute,
+    #     book/results/logs/ncu_selective_fwd_source_session9.csv).
+    SMEM_PIPE: tl.constexpr = STAGES > 1 and BC_TILE == 0
+    if not SMEM_PIPE:
+        tt = t0 + t_in
+        m2 = dmask[:, None] & (tt < t1)[None, :]
+        offs = rows[:, None] * L + tt[None, :]
+        Uf, DT, DTU = _chunk_delta(tl.load(delta_ptr + offs, mask=m2, other=0.0),
+                                   tl.load(u_ptr + offs, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS, acc)
+        if HAS_Z:
+            Z = tl.load(z_ptr + offs, mask=m2, other=0.0)
+        m2_1 = dmask[:, None] & (tt + BLOCK_T < t1)[None, :]
+        U_1 = tl.load(u_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
+        DTr_1 = tl.load(delta_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
     if BC_TILE > 0:
         # (BLOCK_D, BLOCK_T, BLOCK_N) tiles of the chunk's B_t, C_t, broadcast over the channels.
         # Neither the channel axis (stride 0) nor time (stride N) is contiguous; Triton then puts
@@ -806,7 +828,15 @@ def _selective_scan_fwd_pipe_kernel(
     # rows × 4 lanes a warp, 4 consecutive columns a thread): column j of a row sits in lane
     # (lane & ~3) | (j // 4). The host checks the compiled kernel's layout (_launch_checked).
     LANE4 = _lane_ids(tcol + zero_rows.to(tl.int32)) & ~3 if SHFL_IDX else 0
-    for k in range(t0, t1, BLOCK_T):
+    for k in tl.range(t0, t1, BLOCK_T, num_stages=STAGES):
+        tt = k + t_in
+        m2 = dmask[:, None] & (tt < t1)[None, :]
+        offs = rows[:, None] * L + tt[None, :]
+        if SMEM_PIPE:                # (a): this chunk's u, Δ, z (its B_t, C_t rows: at each step)
+            Uf, DT, DTU = _chunk_delta(tl.load(delta_ptr + offs, mask=m2, other=0.0),
+                                       tl.load(u_ptr + offs, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS, acc)
+            if HAS_Z:
+                Z = tl.load(z_ptr + offs, mask=m2, other=0.0)
         if BC_TILE == 1:
             B3 = _load_bc3(B3_base, k, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
         if BC_TILE == 1 or BC_TILE == 3:
@@ -817,9 +847,6 @@ def _selective_scan_fwd_pipe_kernel(
             B3_n = _load_bc3(B3_base, kn, t1, NS, N, t3, n3, VAR_B, EVEN_L and EVEN_N, acc)
         if BC_TILE == 2:
             C3_n = _load_bc3(C3_base, kn, t1, NS, N, t3, n3, VAR_C and not STATES_ONLY, EVEN_L and EVEN_N, acc)
-        tt = k + t_in
-        m2 = dmask[:, None] & (tt < t1)[None, :]
-        offs = rows[:, None] * L + tt[None, :]
         if STATES_ONLY:
             dtsum += DT
         else:
@@ -857,14 +884,15 @@ def _selective_scan_fwd_pipe_kernel(
                 Zf = Z.to(acc)
                 Y *= Zf * tl.sigmoid(Zf)
             tl.store(out_ptr + offs, Y.to(out_ptr.dtype.element_ty), mask=m2)
-        m2_1 = dmask[:, None] & (tt + BLOCK_T < t1)[None, :]
-        if HAS_Z:          # chunk c + 1's z, used at the end of the next chunk
-            Z = tl.load(z_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
-        # chunk c + 1's Δ, Δ·u from the raw tiles loaded during chunk c − 1; then chunk c + 2's loads
-        Uf, DT, DTU = _chunk_delta(DTr_1, U_1, bias, m2_1, HAS_BIAS, SOFTPLUS, acc)
-        m2_2 = dmask[:, None] & (tt + 2 * BLOCK_T < t1)[None, :]
-        U_1 = tl.load(u_ptr + offs + 2 * BLOCK_T, mask=m2_2, other=0.0)
-        DTr_1 = tl.load(delta_ptr + offs + 2 * BLOCK_T, mask=m2_2, other=0.0)
+        if not SMEM_PIPE:            # (b)
+            m2_1 = dmask[:, None] & (tt + BLOCK_T < t1)[None, :]
+            if HAS_Z:          # chunk c + 1's z, used at the end of the next chunk
+                Z = tl.load(z_ptr + offs + BLOCK_T, mask=m2_1, other=0.0)
+            # chunk c + 1's Δ, Δ·u from the raw tiles loaded during chunk c − 1; then chunk c + 2's loads
+            Uf, DT, DTU = _chunk_delta(DTr_1, U_1, bias, m2_1, HAS_BIAS, SOFTPLUS, acc)
+            m2_2 = dmask[:, None] & (tt + 2 * BLOCK_T < t1)[None, :]
+            U_1 = tl.load(u_ptr + offs + 2 * BLOCK_T, mask=m2_2, other=0.0)
+            DTr_1 = tl.load(delta_ptr + offs + 2 * BLOCK_T, mask=m2_2, other=0.0)
         if BC_TILE >= 2:
             B3 = B3_n
         if BC_TILE == 2:
@@ -1549,7 +1577,10 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                       HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), CKPT=ckpt, EVEN_L=L % bt == 0,
                       EVEN_N=runtime.next_pow2(N) == N, BLOCK_D=bd, BLOCK_T=bt,
                       BLOCK_N=runtime.next_pow2(N), num_warps=nw)
-        common["BC_TILE"] = int(config.get("bc_tile", _pipe_bc_tile(u.dtype, want_states)) or 0)
+        bc_tile, stages = _pipe_schedule(u.dtype, N, want_states)
+        common["BC_TILE"] = int(config.get("bc_tile", bc_tile) or 0)
+        # the default stages go with the default bc_tile (other B/C tiles: registers only)
+        common["STAGES"] = int(config.get("stages", stages if common["BC_TILE"] == bc_tile else 1))
         common["SHFL_IDX"] = _shfl_option(config, "shfl_idx", bd, bt, N, nw, acc)
         maxnreg = config.get("maxnreg", maxnreg)
         if maxnreg:
@@ -1655,14 +1686,24 @@ def _pipe_tiles(N: int, ckpt: int) -> tuple[int, int | None]:
     return 16, 168
 
 
-def _pipe_bc_tile(dtype: torch.dtype, want_states: bool) -> int:
-    """``bc_tile`` of the pipelined forward: 2 (B and C a chunk ahead) for bf16/fp16 inference, 3 (C
-    loaded with its own chunk: 64 fewer live registers) for float32 inference and before a backward
-    (``_pipe_tiles``). At the headline shape float32 went 0.313 → 0.300 ms with 3, bfloat16
-    0.293 → 0.313 (``book/results/logs/selective_ab_session9_call3.json``). 0 in the interpreter."""
+def _pipe_schedule(dtype: torch.dtype, N: int, want_states: bool) -> tuple[int, int]:
+    """(``bc_tile``, ``stages``) of the pipelined forward.
+
+    Inference: registers only (``stages`` 1) with ``bc_tile`` 2 (B and C a chunk ahead) for
+    bf16/fp16, 3 (C loaded with its own chunk: 64 fewer live registers) for float32; at the headline
+    shape float32 went 0.313 → 0.300 ms with 3, bfloat16 0.293 → 0.313
+    (``book/results/logs/selective_ab_session9_call3.json``). Before a backward at 16 (padded)
+    states: every input through shared memory (``bc_tile`` 0, ``stages`` 3), which frees the
+    registers the in-flight tiles held (107 against 168 plus spills, compile-only): fwd+bwd went
+    1.603 → 1.533 ms in bf16 and 1.683 → 1.614 in float32, while inference was no faster (bf16 0.274
+    against 0.279, float32 0.267 against 0.270; ``book/results/logs/selective_ab_session11_call1.json``,
+    medians of alternating runs). Other widths before a backward: ``bc_tile`` 3 (not measured with
+    stages). The interpreter, which pipelines nothing: (0, 1)."""
     if runtime.INTERPRET:
-        return 0
-    return 3 if dtype == torch.float32 or want_states else 2
+        return 0, 1
+    if want_states:
+        return (0, 3) if runtime.next_pow2(N) == 16 else (3, 1)
+    return (3 if dtype == torch.float32 else 2), 1
 
 
 def _pipe_seg_len(warps: int, L: int, bt: int, device) -> int:
@@ -1837,8 +1878,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             docstring); for "pipelined" also ``seg_len`` (power of two: split L
             into segments of that length, two passes), ``bc_tile`` (0, 1: B and
             C loaded per chunk, 2: a chunk ahead; 3: B a chunk ahead, C with its
-            chunk; default ``_pipe_bc_tile``: 2 or 3 on the GPU, 0 in the
-            interpreter), ``shfl_idx`` (bool; default True where its tiles fit, on the GPU:
+            chunk; default ``_pipe_schedule``: 2 or 3 on the GPU for inference, 0 in the
+            interpreter and before a backward), ``stages`` (1 to 4; with ``bc_tile`` 0, chunks
+            of inputs copied into shared memory ``stages`` − 1 chunks ahead; default
+            ``_pipe_schedule``: 3 before a backward on the GPU at 16 states, else 1), ``shfl_idx`` (bool; default True where its tiles fit, on the GPU:
             step j's Δ by one lane shuffle, see ``_launch_checked``) and ``maxnreg`` (a
             cap on registers per thread, so that more programs fit in an SM), as
             the "serial" backward takes ``bwd_maxnreg`` (default:
@@ -1858,11 +1901,13 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                 raise ValueError(f"config has unknown key {k!r}")
         for k, v in config.items():
             if k not in ("bwd_flip", "variant", "bc_tile", "shfl_idx", "bwd_shfl_idx", "bwd_variant", "maxnreg",
-                         "bwd_maxnreg"):
+                         "bwd_maxnreg", "stages"):
                 _check_pow2(k, v)
         for k in ("maxnreg", "bwd_maxnreg"):
             if k in config:
                 checks.positive_int(f"config {k}", config[k])
+        if config.get("stages", 1) not in range(1, 5):
+            raise ValueError(f"config stages must be 1 to 4, got {config['stages']!r}")
         if config.get("bc_tile", 0) not in (0, 1, 2, 3):
             raise ValueError(f"config bc_tile must be 0/False, 1/True, 2 or 3, got {config['bc_tile']!r}")
         if config.get("variant", "scan") not in FWD_VARIANTS:

@@ -512,6 +512,56 @@ def test_shfl_idx_matches_the_butterfly(dtype, L, train):
         assert all(S._SHFL_OK.values()), S._SHFL_OK
 
 
+@pytest.mark.parametrize("L", [1, 37])
+def test_stages_match_the_reference(L):
+    """With config stages the pipelined forward loads each chunk's inputs in the chunk itself, for
+    Triton's pipeliner; outputs and gradients still match the float64 reference (float32 tolerances
+    of this file; through the interpreter on the CPU, where nothing is pipelined)."""
+    t = make(2, 12, L, 16, "var", dtype=torch.float32)
+    for v in t.values():
+        if v is not None:
+            v.requires_grad_()
+    out, last = call(selective_scan, t, config=dict(bc_tile=0, stages=3))
+    t64 = {k: (v.detach().double().requires_grad_() if v is not None else None) for k, v in t.items()}
+    ref, ref_last = call(selective_scan_ref, t64)
+    assert_close(out, ref, 6e-4, 2e-3, "out")
+    assert_close(last, ref_last, 6e-4, 2e-3, "last state")
+    leaves = [v for v in t.values() if v is not None]
+    leaves64 = [v for v in t64.values() if v is not None]
+    for a, b in zip(torch.autograd.grad(out.sum(), leaves), torch.autograd.grad(ref.sum(), leaves64)):
+        assert_close(a, b, 5e-3, 1e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="the software pipeliner runs on compiled kernels only")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("L", [1, 37, 1000, 2048])
+@pytest.mark.parametrize("stages", [2, 3])
+def test_stages_match_registers_only(dtype, L, stages):
+    """config stages (with bc_tile 0: each chunk's inputs and each step's B_t, C_t rows copied into
+    shared memory chunks ahead by Triton's pipeliner; 3 is the default before a backward) changes
+    where the loads wait, not the arithmetic: outputs, last states and gradients equal those of the
+    registers-only schedule (bc_tile 3) to rounding (rtol, atol 1e-5 in float32; a bf16 ulp, 8e-3,
+    in bf16), for inference and before a backward; batch 2, dim 96 also splits L 1000 and 2048
+    into segments (two passes)."""
+    t = make(2, 96, L, 16, dtype=dtype)
+    tight = 1e-5 if dtype == torch.float32 else 8e-3
+    out, last = call(selective_scan, t, config=dict(bc_tile=0, stages=stages))       # inference
+    out0, last0 = call(selective_scan, t, config=dict(bc_tile=3))
+    torch.testing.assert_close(out.float(), out0.float(), rtol=tight, atol=tight)
+    torch.testing.assert_close(last, last0, rtol=1e-5, atol=1e-5)
+    for v in t.values():
+        if v is not None:
+            v.requires_grad_()
+    leaves = [v for v in t.values() if v is not None]
+    out, last = call(selective_scan, t, config=dict(bc_tile=0, stages=stages))
+    out0, last0 = call(selective_scan, t, config=dict(bc_tile=3))
+    torch.testing.assert_close(out.float(), out0.float(), rtol=tight, atol=tight)
+    torch.testing.assert_close(last, last0, rtol=1e-5, atol=1e-5)
+    for a, b in zip(torch.autograd.grad(out.float().sum(), leaves), torch.autograd.grad(out0.float().sum(), leaves)):
+        torch.testing.assert_close(a.float(), b.float(), rtol=tight, atol=tight)
+
+
 def test_bad_config():
     t = _good()
     with pytest.raises(ValueError, match="block_t must be a power of two"):
@@ -530,6 +580,8 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bwd_block_t=64))
     with pytest.raises(ValueError, match="config bc_tile must be"):
         call(selective_scan, t, config=dict(bc_tile=4))
+    with pytest.raises(ValueError, match="config stages must be 1 to 4"):
+        call(selective_scan, t, config=dict(stages=0))
     with pytest.raises(ValueError, match="unknown key 'scratch'"):       # a removed option
         call(selective_scan, t, config=dict(scratch=True))
     with pytest.raises(ValueError, match="config variant must be one of"):    # a removed variant
@@ -589,6 +641,22 @@ def test_bc_tile3_forward_compiles_for_sm90():
     (bc3,) = compile_report([("pipelined+bc_tile3", "bf16", 32, 16, 4, 16)], kinds=("fwd",), state_update=False)
     assert "error" not in bc3, bc3
     assert bc3["spill_store_bytes"] == 0 and bc3["registers"] <= 168 and bc3["loop_bar"] == 0, bc3
+
+
+def test_stages_forward_compiles_for_sm90():
+    """The training forward's default schedule (bc_tile 0, stages 3, 168-register cap), compiled for
+    sm_90a with checkpoints and as both split passes: Triton's pipeliner turns every input load of
+    the chunk loop into a copy into shared memory (no global load left in the loop, shared memory in
+    use), and the freed registers leave no spills, bf16 and float32."""
+    from ssmlib.bench.selective import compile_report
+
+    recs = compile_report([("pipelined+stages3+shfl_idx@168", "bf16", 32, 16, 4, 16),
+                           ("pipelined+stages3+shfl_idx@168", "fp32", 32, 16, 4, 16)],
+                          kinds=("fwd+ckpt", "fwd_split_pass1", "fwd_split_pass2"), state_update=False)
+    assert len(recs) == 6 and not [r for r in recs if "error" in r], recs
+    for r in recs:
+        assert r["spill_store_bytes"] == 0 and r["registers"] <= 168 and r["shared_bytes"] > 0, r
+        assert r["loop_ldg"] == 0 and r["loop_ex2"] >= r["elems_per_thread_iter"], r
 
 
 def test_register_cap_reaches_the_compiled_kernel():
@@ -832,20 +900,24 @@ def test_gpu_state_update_large(block_b):
 # ------------------------------------------------------------------ the benchmark's code paths
 def test_pipelined_chunk_defaults(monkeypatch):
     """On the GPU: 16-step chunks capped at 168 registers at N <= 16 (checkpoints, every ckpt steps,
-    fall inside them), and C loaded with its chunk (bc_tile 3) in float32 and before a backward; wider
-    states at most ckpt steps and no cap; 8 steps and plain loads in the interpreter."""
+    fall inside them); for inference B and C a chunk ahead in registers (bc_tile 2), C with its chunk
+    in float32 (3); before a backward at 16 padded states every input through shared memory (bc_tile
+    0, stages 3), at other widths bc_tile 3; wider states at most ckpt steps and no cap; 8 steps, plain
+    loads and no pipelining in the interpreter."""
     from ssmlib import runtime, selective as S
     monkeypatch.setattr(runtime, "INTERPRET", False)
     assert S._pipe_tiles(16, 8) == (16, 168)
     assert S._pipe_tiles(4, 8) == (16, 168)
     assert S._pipe_tiles(64, 8) == (8, None)
-    assert S._pipe_bc_tile(torch.bfloat16, False) == 2
-    assert S._pipe_bc_tile(torch.float16, False) == 2
-    assert S._pipe_bc_tile(torch.float32, False) == 3
-    assert S._pipe_bc_tile(torch.bfloat16, True) == 3
+    assert S._pipe_schedule(torch.bfloat16, 16, False) == (2, 1)
+    assert S._pipe_schedule(torch.float16, 16, False) == (2, 1)
+    assert S._pipe_schedule(torch.float32, 16, False) == (3, 1)
+    assert S._pipe_schedule(torch.bfloat16, 16, True) == (0, 3)
+    assert S._pipe_schedule(torch.float32, 13, True) == (0, 3)
+    assert S._pipe_schedule(torch.bfloat16, 64, True) == (3, 1)
     monkeypatch.setattr(runtime, "INTERPRET", True)
     assert S._pipe_tiles(16, 8) == (8, None)
-    assert S._pipe_bc_tile(torch.bfloat16, False) == 0
+    assert S._pipe_schedule(torch.bfloat16, 16, True) == (0, 1)
 
 
 def test_shfl_layout_check():

@@ -449,7 +449,7 @@ def run(ceil: dict, sweep: bool = False) -> list[dict]:
 # ----------------------------------------------------------------------------- compile-only report (no GPU)
 #: (variant, dtype, block_d, block_t, num_warps, N) the compile-only report covers.
 #: "pipelined+bc_tile" ("+bc_tile2", "+bc_tile3") is the pipelined kernel with config bc_tile=1 (2, 3);
-#: "+shfl_idx" adds config shfl_idx.
+#: "+shfl_idx" adds config shfl_idx, "+stagesS" config stages=S.
 COMPILE_CONFIGS = [("serial", "bf16", 32, 16, 4, 16), ("serial", "fp32", 32, 16, 4, 16),
                    ("pipelined", "bf16", 32, 16, 4, 16), ("pipelined", "fp32", 32, 16, 4, 16),
                    ("pipelined+bc_tile", "bf16", 32, 16, 4, 16), ("pipelined+bc_tile", "fp32", 32, 16, 4, 16),
@@ -462,7 +462,9 @@ COMPILE_CONFIGS = [("serial", "bf16", 32, 16, 4, 16), ("serial", "fp32", 32, 16,
                    ("pipelined+bc_tile2@168", "bf16", 32, 16, 4, 16),       # "@R": registers capped at R
                    ("pipelined+bc_tile2+shfl_idx@168", "bf16", 32, 16, 4, 16),
                    ("pipelined+bc_tile3+shfl_idx@168", "bf16", 32, 16, 4, 16),
-                   ("pipelined+bc_tile3+shfl_idx@168", "fp32", 32, 16, 4, 16)]
+                   ("pipelined+bc_tile3+shfl_idx@168", "fp32", 32, 16, 4, 16),
+                   ("pipelined+stages3+shfl_idx@168", "bf16", 32, 16, 4, 16),
+                   ("pipelined+stages3+shfl_idx@168", "fp32", 32, 16, 4, 16)]
 
 
 #: Integer arguments that are multiples of 16 at the headline shape (batch 8, dim 1536, L 2048, N 16).
@@ -496,7 +498,8 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
         BN = 1 << (N - 1).bit_length()
         parts = variant.split("+")                           # "pipelined+bc_tile2"
         tile = {"bc_tile": 1, "bc_tile2": 2, "bc_tile3": 3}
-        bc = dict(BC_TILE=max([tile[p] for p in parts if p in tile], default=0), SHFL_IDX="shfl_idx" in parts)
+        bc = dict(BC_TILE=max([tile[p] for p in parts if p in tile], default=0), SHFL_IDX="shfl_idx" in parts,
+                  STAGES=max([int(p[6:]) for p in parts if p.startswith("stages")], default=1))
         kernels = ([("fwd", {})] if variant == "serial" else
                    [("fwd", dict(STATES_ONLY=False, HAS_H0=False, **bc)),
                     ("fwd_split_pass1", dict(STATES_ONLY=True, HAS_H0=False, **bc)),
