@@ -256,7 +256,11 @@ batch 8, dim 1536, L 2K, bf16; slower still with a register cap), and removed
 with the forward's. What did pay there is a cap on the default's registers: 255
 a thread uncapped, so 8 one-warp programs an SM; at 168 (a few spills) 12,
 and fwd+bwd fell to 1.84 ms. ``_bwd_serial_maxnreg`` caps it where programs
-outnumber the SMs several times over (at batch 1 the cap was slower). Its
+outnumber the SMs several times over (at batch 1 the cap was slower). Under
+the cap, ``bwd_reload`` (``_bwd_reload``) has the backward walk read each
+step's B_t, C_t rows again from L1 rather than keep the recompute's rows
+live across it: 256 → 44 bytes of spills, and fwd+bwd 1.539 → 1.464 ms in
+bf16, 1.629 → 1.471 in float32. Its
 8 × 16 (channel, column) tiles on one warp have the layout ``shfl_idx`` was
 written for, so ``bwd_shfl_idx`` (the default where the compiled layout
 checks out, ``_launch_checked``) takes each step's Δ, Δ·u and dy with one
@@ -316,7 +320,7 @@ INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 #: Keys of :func:`selective_scan`'s ``config``.
 CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "shfl_idx", "maxnreg",
                "bwd_block_d", "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg",
-               "bwd_shfl_idx", "stages")
+               "bwd_shfl_idx", "stages", "bwd_reload")
 #: Forward kernels selectable with ``config={"variant": ...}``.
 FWD_VARIANTS = ("serial", "scan", "pipelined")
 #: Backward kernels selectable with ``config={"bwd_variant": ...}`` (:func:`_bwd_variant`: "serial").
@@ -654,9 +658,18 @@ def _chunk_delta(DTr, U, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.conste
 
 
 @triton.jit
-def _step_vector(row_ptr, t, stride, ncol, N, t_end, EVEN: tl.constexpr, acc: tl.constexpr):
+def _step_vector(row_ptr, t, stride, ncol, N, t_end, EVEN: tl.constexpr, acc: tl.constexpr,
+                 RELOAD: tl.constexpr = False):
     """Step t's B_t or C_t from a transposed ``(…, L, N)`` copy (``stride`` apart a step) at the
-    states ``ncol`` (``row_ptr`` points at them), zero past N and from ``t_end`` on unless EVEN."""
+    states ``ncol`` (``row_ptr`` points at them), zero past N and from ``t_end`` on unless EVEN.
+    RELOAD: a load the compiler cannot merge with an earlier one of the same row (L1 policy
+    evict_last), so the row is read again rather than kept in registers in between."""
+    if RELOAD:
+        if EVEN:
+            return tl.load(row_ptr + t * stride, eviction_policy="evict_last").to(acc)
+        else:
+            return tl.load(row_ptr + t * stride, mask=(ncol < N) & (t < t_end), other=0.0,
+                           eviction_policy="evict_last").to(acc)
     if EVEN:
         return tl.load(row_ptr + t * stride).to(acc)
     else:
@@ -1084,7 +1097,7 @@ def _selective_scan_bwd_serial_kernel(
         VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, EVEN_L: tl.constexpr,
         EVEN_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
-        TW: tl.constexpr, SHFL_IDX: tl.constexpr):
+        TW: tl.constexpr, SHFL_IDX: tl.constexpr, RELOAD: tl.constexpr):
     # The "serial" backward (config bwd_variant="serial"): a (BLOCK_D, BLOCK_N) tile, the chunks
     # from last to first; per chunk (BLOCK_T steps, the checkpoint interval)
     # (1) the states recomputed forward from the chunk's checkpoint, one exp per element; x_t and
@@ -1209,12 +1222,12 @@ def _selective_scan_bwd_serial_kernel(
             dy = _step_value(DY, sel, LANE4, j, SHFL_IDX, False)
             x = tl.sum(tl.where(t3 == j, X3, 0.0), 1)
             a = tl.sum(tl.where(t3 == j, A3, 0.0), 1)
-            if VAR_B:
-                Bt = _step_vector(B_row, k + j, NS, ncol, N, L, EVEN_L and EVEN_N, acc)
+            if VAR_B:        # RELOAD: read again (L1), not kept live in registers since (1)
+                Bt = _step_vector(B_row, k + j, NS, ncol, N, L, EVEN_L and EVEN_N, acc, RELOAD)
             else:
                 Bt = Bfix
             if VAR_C:
-                Ct = _step_vector(C_row, k + j, NS, ncol, N, L, EVEN_L and EVEN_N, acc)
+                Ct = _step_vector(C_row, k + j, NS, ncol, N, L, EVEN_L and EVEN_N, acc, RELOAD)
             else:
                 Ct = Cfix
             lam = MU + Ct * dy                                     # λ_t = Ā_{t+1} λ_{t+1} + C_t dy_t
@@ -1370,6 +1383,17 @@ def _bwd_serial_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, in
     if runtime.INTERPRET:
         return 8, min(8, runtime.next_pow2(max(L, 1))), 1
     return 8, 8, 1             # the H200 sweep's best: 8 channels on one warp
+
+
+def _bwd_reload(maxnreg: int | None) -> bool:
+    """Default ``bwd_reload`` of the serial backward: on under a register cap. Its walk then reads
+    each step's B_t, C_t rows again (L1 hits) instead of keeping the recompute's rows in registers:
+    at the 168 cap 256 → 44 bytes of spills and 47.3 → 45.8 instructions an element (bf16,
+    compile-only), and on the H200 fwd+bwd went 1.539 → 1.464 ms in bf16 and 1.629 → 1.471 in
+    float32 (batch 8, dim 1536, L 2K); uncapped (batch 1, dim 1024, L 16K: no spills to save) 4.95
+    → 5.03 (``book/results/logs/selective_ab_session11_call3.json``, medians of alternating runs;
+    caps of 152 and 144 with it were slower than 168)."""
+    return maxnreg is not None and maxnreg < 255
 
 
 def _bwd_serial_maxnreg(programs: int, device) -> int | None:
@@ -1759,6 +1783,7 @@ def _backward_serial(saved, softplus, dout, dlast, config):
             HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), HAS_DLAST=dl is not None,
             EVEN_L=L % bt == 0, EVEN_N=BN == N, BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN, TW=tw,
             SHFL_IDX=_shfl_option(config, "bwd_shfl_idx", bd, tw, N, nw, acc),
+            RELOAD=bool(config.get("bwd_reload", _bwd_reload(maxnreg))),
             num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {})))
     else:
         du.zero_(), ddelta.zero_(), dA.zero_(), dBp.zero_(), dCp.zero_()
@@ -1885,7 +1910,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             step j's Δ by one lane shuffle, see ``_launch_checked``) and ``maxnreg`` (a
             cap on registers per thread, so that more programs fit in an SM), as
             the "serial" backward takes ``bwd_maxnreg`` (default:
-            ``_bwd_serial_maxnreg``; 255 lifts the cap) and ``bwd_shfl_idx``.
+            ``_bwd_serial_maxnreg``; 255 lifts the cap), ``bwd_shfl_idx`` and ``bwd_reload``
+            (bool: B_t, C_t read again in the backward walk rather than kept in registers;
+            default ``_bwd_reload``: under a register cap).
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on
@@ -1901,7 +1928,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                 raise ValueError(f"config has unknown key {k!r}")
         for k, v in config.items():
             if k not in ("bwd_flip", "variant", "bc_tile", "shfl_idx", "bwd_shfl_idx", "bwd_variant", "maxnreg",
-                         "bwd_maxnreg", "stages"):
+                         "bwd_maxnreg", "stages", "bwd_reload"):
                 _check_pow2(k, v)
         for k in ("maxnreg", "bwd_maxnreg"):
             if k in config:

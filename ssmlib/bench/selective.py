@@ -553,7 +553,8 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
 
 def _compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg=None) -> dict:
     """One backward kernel compiled as a real call types it: "bwd_scan" (the default backward),
-    "bwd_serial" (config bwd_variant="serial"; "+shfl_idx": with bwd_shfl_idx), with every option on, or
+    "bwd_serial" (config bwd_variant="serial"; "+shfl_idx": with bwd_shfl_idx; "+reload": with
+    bwd_reload), with every option on, or
     with "-noopts" without D,
     z, delta_bias, softplus and d last_state (their pointers then placeholders: u's dtype for D, z,
     delta_bias; du's for dz; states' (float32) for dlast; dA's for dD, d delta_bias)."""
@@ -574,7 +575,8 @@ def _compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg=None) -> dict:
     cx = dict(VAR_B=True, VAR_C=True, HAS_D=opts, HAS_Z=opts, HAS_BIAS=opts, SOFTPLUS=opts, EVEN_L=True,
               BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN)
     if serial:
-        cx.update(HAS_DLAST=opts, EVEN_N=BN == N, TW=max(bt, BN), SHFL_IDX="+shfl_idx" in variant)
+        cx.update(HAS_DLAST=opts, EVEN_N=BN == N, TW=max(bt, BN), SHFL_IDX="+shfl_idx" in variant,
+                  RELOAD="+reload" in variant)
     else:
         cx.update(FLIP=False)
     rec = {"variant": variant, "kernel": "bwd", "dtype": dtype, "block_d": bd, "block_t": bt, "num_warps": nw,
@@ -599,7 +601,8 @@ COMPILE_BWD_CONFIGS = [("bwd_scan", "bf16", 4, 128, 4, 16), ("bwd_scan", "fp32",
                        ("bwd_serial-noopts", "bf16", 32, 8, 4, 16), ("bwd_serial", "bf16", 32, 16, 4, 16),
                        ("bwd_serial", "bf16", 8, 8, 1, 16), ("bwd_serial", "bf16", 16, 8, 2, 16),
                        ("bwd_serial", "bf16", 64, 8, 8, 16), ("bwd_serial", "bf16", 32, 8, 4, 4),
-                       ("bwd_serial@168", "bf16", 8, 8, 1, 16)]
+                       ("bwd_serial@168", "bf16", 8, 8, 1, 16), ("bwd_serial+shfl_idx+reload@168", "bf16", 8, 8, 1, 16),
+                       ("bwd_serial+shfl_idx+reload@168", "fp32", 8, 8, 1, 16)]
 
 
 def compile_report(configs=None, kinds=None, state_update=True) -> list[dict]:
