@@ -77,7 +77,7 @@ channel blocks inside one group of B and C):
   the chunk itself, inside a ``tl.range(..., num_stages=S)`` loop: Triton's
   software pipeliner turns those loads into asynchronous copies into shared
   memory S − 1 chunks ahead, and no load in flight holds registers (the
-  default before a backward: ``_pipe_schedule``).
+  default before a backward and for split sequences: ``_pipe_schedule``).
   With few sequences (batch
   1), ``seg_len`` splits L across programs: pass 1 runs every segment but the
   last from a zero state and keeps its end state and Σ Δ (the segment's decay
@@ -1601,11 +1601,13 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
                       HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), CKPT=ckpt, EVEN_L=L % bt == 0,
                       EVEN_N=runtime.next_pow2(N) == N, BLOCK_D=bd, BLOCK_T=bt,
                       BLOCK_N=runtime.next_pow2(N), num_warps=nw)
-        bc_tile, stages = _pipe_schedule(u.dtype, N, want_states)
+        bc_tile, stages = _pipe_schedule(u.dtype, N, want_states, n_seg > 1)
         common["BC_TILE"] = int(config.get("bc_tile", bc_tile) or 0)
         # the default stages go with the default bc_tile (other B/C tiles: registers only)
         common["STAGES"] = int(config.get("stages", stages if common["BC_TILE"] == bc_tile else 1))
         common["SHFL_IDX"] = _shfl_option(config, "shfl_idx", bd, bt, N, nw, acc)
+        if common["STAGES"] > 1 and common["BC_TILE"] == 0 and maxnreg:
+            maxnreg = PIPE_SMEM_MAXNREG
         maxnreg = config.get("maxnreg", maxnreg)
         if maxnreg:
             common["maxnreg"] = maxnreg
@@ -1710,24 +1712,33 @@ def _pipe_tiles(N: int, ckpt: int) -> tuple[int, int | None]:
     return 16, 168
 
 
-def _pipe_schedule(dtype: torch.dtype, N: int, want_states: bool) -> tuple[int, int]:
-    """(``bc_tile``, ``stages``) of the pipelined forward.
+#: Register cap of the pipelined forward when its inputs go through shared memory (bc_tile 0,
+#: stages > 1) at N ≤ 16: the sm_90a code needs 72 uncapped and spills nothing at 80 (compile-only,
+#: bf16 and float32, every pass), so 6 four-warp programs fit in an SM instead of 3 at 168.
+PIPE_SMEM_MAXNREG = 80
 
-    Inference: registers only (``stages`` 1) with ``bc_tile`` 2 (B and C a chunk ahead) for
-    bf16/fp16, 3 (C loaded with its own chunk: 64 fewer live registers) for float32; at the headline
-    shape float32 went 0.313 → 0.300 ms with 3, bfloat16 0.293 → 0.313
-    (``book/results/logs/selective_ab_session9_call3.json``). Before a backward at 16 (padded)
-    states: every input through shared memory (``bc_tile`` 0, ``stages`` 3), which frees the
-    registers the in-flight tiles held (107 against 168 plus spills, compile-only): fwd+bwd went
-    1.603 → 1.533 ms in bf16 and 1.683 → 1.614 in float32, while inference was no faster (bf16 0.274
-    against 0.279, float32 0.267 against 0.270; ``book/results/logs/selective_ab_session11_call1.json``,
-    medians of alternating runs). Other widths before a backward: ``bc_tile`` 3 (not measured with
+
+def _pipe_schedule(dtype: torch.dtype, N: int, want_states: bool, split: bool) -> tuple[int, int]:
+    """(``bc_tile``, ``stages``) of the pipelined forward; ``split``: L in segments (two passes).
+
+    Registers only (``stages`` 1) for inference over whole sequences: ``bc_tile`` 2 (B and C a
+    chunk ahead) for bf16/fp16, 3 (C loaded with its own chunk: 64 fewer live registers) for
+    float32; at the headline shape (batch 8, dim 1536, L 2K) float32 went 0.313 → 0.300 ms with 3,
+    bfloat16 0.293 → 0.313 (``book/results/logs/selective_ab_session9_call3.json``). Before a
+    backward, and for split sequences, at 16 (padded) states: every input through shared memory
+    (``bc_tile`` 0, ``stages`` 3), which frees the registers the in-flight tiles held (capped at
+    ``PIPE_SMEM_MAXNREG``). Before a backward fwd+bwd went 1.603 → 1.533 ms in bf16 and 1.683 →
+    1.614 in float32 (``book/results/logs/selective_ab_session11_call1.json``; 1.459 against
+    1.458 ms with a cap of 96 instead of 168, ``..._call4.json``). Inference at batch 1, dim 1024,
+    L 16K (split): 0.341 → 0.297 ms in bf16 (``..._call4.json``); at the headline shape (whole
+    sequences) no faster: 0.2748 against 0.2766 (cap 96) and 0.2782 ms (cap 80). Medians of
+    alternating runs. Other widths before a backward: ``bc_tile`` 3 (not measured with
     stages). The interpreter, which pipelines nothing: (0, 1)."""
     if runtime.INTERPRET:
         return 0, 1
-    if want_states:
-        return (0, 3) if runtime.next_pow2(N) == 16 else (3, 1)
-    return (3 if dtype == torch.float32 else 2), 1
+    if (want_states or split) and runtime.next_pow2(N) == 16:
+        return 0, 3
+    return (3 if dtype == torch.float32 or want_states else 2), 1
 
 
 def _pipe_seg_len(warps: int, L: int, bt: int, device) -> int:

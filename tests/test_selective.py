@@ -921,24 +921,27 @@ def test_gpu_state_update_large(block_b):
 # ------------------------------------------------------------------ the benchmark's code paths
 def test_pipelined_chunk_defaults(monkeypatch):
     """On the GPU: 16-step chunks capped at 168 registers at N <= 16 (checkpoints, every ckpt steps,
-    fall inside them); for inference B and C a chunk ahead in registers (bc_tile 2), C with its chunk
-    in float32 (3); before a backward at 16 padded states every input through shared memory (bc_tile
-    0, stages 3), at other widths bc_tile 3; wider states at most ckpt steps and no cap; 8 steps, plain
-    loads and no pipelining in the interpreter."""
+    fall inside them); for inference over whole sequences B and C a chunk ahead in registers (bc_tile
+    2), C with its chunk in float32 (3); before a backward and for split sequences at 16 padded states
+    every input through shared memory (bc_tile 0, stages 3), before a backward at other widths
+    bc_tile 3; wider states at most ckpt steps and no cap; 8 steps, plain loads and no pipelining in
+    the interpreter."""
     from ssmlib import runtime, selective as S
     monkeypatch.setattr(runtime, "INTERPRET", False)
     assert S._pipe_tiles(16, 8) == (16, 168)
     assert S._pipe_tiles(4, 8) == (16, 168)
     assert S._pipe_tiles(64, 8) == (8, None)
-    assert S._pipe_schedule(torch.bfloat16, 16, False) == (2, 1)
-    assert S._pipe_schedule(torch.float16, 16, False) == (2, 1)
-    assert S._pipe_schedule(torch.float32, 16, False) == (3, 1)
-    assert S._pipe_schedule(torch.bfloat16, 16, True) == (0, 3)
-    assert S._pipe_schedule(torch.float32, 13, True) == (0, 3)
-    assert S._pipe_schedule(torch.bfloat16, 64, True) == (3, 1)
+    assert S._pipe_schedule(torch.bfloat16, 16, False, False) == (2, 1)
+    assert S._pipe_schedule(torch.float16, 16, False, False) == (2, 1)
+    assert S._pipe_schedule(torch.float32, 16, False, False) == (3, 1)
+    assert S._pipe_schedule(torch.bfloat16, 16, True, False) == (0, 3)
+    assert S._pipe_schedule(torch.float32, 13, True, False) == (0, 3)
+    assert S._pipe_schedule(torch.bfloat16, 16, False, True) == (0, 3)
+    assert S._pipe_schedule(torch.bfloat16, 64, True, False) == (3, 1)
+    assert S._pipe_schedule(torch.bfloat16, 64, False, True) == (2, 1)
     monkeypatch.setattr(runtime, "INTERPRET", True)
     assert S._pipe_tiles(16, 8) == (8, None)
-    assert S._pipe_schedule(torch.bfloat16, 16, True) == (0, 1)
+    assert S._pipe_schedule(torch.bfloat16, 16, True, True) == (0, 1)
 
 
 def test_bwd_reload_default():
