@@ -664,16 +664,12 @@ def _step_vector(row_ptr, t, stride, ncol, N, t_end, EVEN: tl.constexpr, acc: tl
     states ``ncol`` (``row_ptr`` points at them), zero past N and from ``t_end`` on unless EVEN.
     RELOAD: a load the compiler cannot merge with an earlier one of the same row (L1 policy
     evict_last), so the row is read again rather than kept in registers in between."""
-    if RELOAD:
-        if EVEN:
-            return tl.load(row_ptr + t * stride, eviction_policy="evict_last").to(acc)
-        else:
-            return tl.load(row_ptr + t * stride, mask=(ncol < N) & (t < t_end), other=0.0,
-                           eviction_policy="evict_last").to(acc)
+    POLICY: tl.constexpr = "evict_last" if RELOAD else ""
     if EVEN:
-        return tl.load(row_ptr + t * stride).to(acc)
+        return tl.load(row_ptr + t * stride, eviction_policy=POLICY).to(acc)
     else:
-        return tl.load(row_ptr + t * stride, mask=(ncol < N) & (t < t_end), other=0.0).to(acc)
+        return tl.load(row_ptr + t * stride, mask=(ncol < N) & (t < t_end), other=0.0,
+                       eviction_policy=POLICY).to(acc)
 
 
 @triton.jit
@@ -799,7 +795,7 @@ def _selective_scan_fwd_pipe_kernel(
     # (a) SMEM_PIPE (STAGES > 1, BC_TILE 0): chunk c's u, Δ, z and its steps' B_t, C_t rows are
     #     loaded in chunk c's body, and Triton's software pipeliner turns those loads into copies
     #     into shared memory (cp.async) issued STAGES − 1 chunks ahead: nothing in flight holds
-    #     registers (bf16, 16-step chunks: 107 registers at the 168 cap, no spills).
+    #     registers (bf16, 16-step chunks: 72 registers uncapped, no spills at the host's cap of 80).
     # (b) Registers only: chunk c's Δ, Δ·u and u (float32 tiles) are prepared at the end of chunk
     #     c − 1 from raw tiles whose loads chunk c − 2 issued; z is loaded a chunk ahead. Each raw
     #     tile is read a whole chunk after its load is issued and before the next load into it, so
@@ -1914,11 +1910,13 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             docstring); for "pipelined" also ``seg_len`` (power of two: split L
             into segments of that length, two passes), ``bc_tile`` (0, 1: B and
             C loaded per chunk, 2: a chunk ahead; 3: B a chunk ahead, C with its
-            chunk; default ``_pipe_schedule``: 2 or 3 on the GPU for inference, 0 in the
-            interpreter and before a backward), ``stages`` (1 to 4; with ``bc_tile`` 0, chunks
-            of inputs copied into shared memory ``stages`` − 1 chunks ahead; default
-            ``_pipe_schedule``: 3 before a backward on the GPU at 16 states, else 1), ``shfl_idx`` (bool; default True where its tiles fit, on the GPU:
-            step j's Δ by one lane shuffle, see ``_launch_checked``) and ``maxnreg`` (a
+            chunk; default ``_pipe_schedule``: on the GPU 0 before a backward and for
+            sequences split into segments at 16 states, else 2 or 3; 0 in the interpreter),
+            ``stages`` (1 to 4; with ``bc_tile`` 0, chunks of inputs copied into shared memory
+            ``stages`` − 1 chunks ahead, registers then capped at ``PIPE_SMEM_MAXNREG``; default
+            ``_pipe_schedule``: 3 where ``bc_tile`` defaults to 0 on the GPU, else 1),
+            ``shfl_idx`` (bool; default True where its tiles fit, on the GPU: step j's Δ by one
+            lane shuffle, see ``_launch_checked``) and ``maxnreg`` (a
             cap on registers per thread, so that more programs fit in an SM), as
             the "serial" backward takes ``bwd_maxnreg`` (default:
             ``_bwd_serial_maxnreg``; 255 lifts the cap), ``bwd_shfl_idx`` and ``bwd_reload``

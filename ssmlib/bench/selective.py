@@ -463,8 +463,8 @@ COMPILE_CONFIGS = [("serial", "bf16", 32, 16, 4, 16), ("serial", "fp32", 32, 16,
                    ("pipelined+bc_tile2+shfl_idx@168", "bf16", 32, 16, 4, 16),
                    ("pipelined+bc_tile3+shfl_idx@168", "bf16", 32, 16, 4, 16),
                    ("pipelined+bc_tile3+shfl_idx@168", "fp32", 32, 16, 4, 16),
-                   ("pipelined+stages3+shfl_idx@168", "bf16", 32, 16, 4, 16),
-                   ("pipelined+stages3+shfl_idx@168", "fp32", 32, 16, 4, 16)]
+                   ("pipelined+stages3+shfl_idx@80", "bf16", 32, 16, 4, 16),
+                   ("pipelined+stages3+shfl_idx@80", "fp32", 32, 16, 4, 16)]
 
 
 #: Integer arguments that are multiples of 16 at the headline shape (batch 8, dim 1536, L 2048, N 16).
