@@ -946,6 +946,32 @@ def test_pipelined_chunk_defaults(monkeypatch):
     assert S._pipe_schedule(torch.bfloat16, 16, True, True) == (0, 1)
 
 
+def test_pipelined_launch_options(monkeypatch):
+    """What the host hands the pipelined forward on the GPU at 16 states (launches recorded, not run):
+    for whole-sequence inference B and C in registers (bc_tile 2) at the 168-register cap; before a
+    backward and for a sequence split into segments every input through shared memory (bc_tile 0,
+    stages 3) at PIPE_SMEM_MAXNREG; an explicit config wins."""
+    from ssmlib import runtime, selective as S
+    monkeypatch.setattr(runtime, "INTERPRET", False)
+    launches = []
+    monkeypatch.setattr(S, "_launch_checked", lambda kernel, grid, args, kw: launches.append(kw))
+    t = make(1, 64, 512, 16, "var", dtype=torch.bfloat16)
+
+    def kw(config=None, train=False):
+        launches.clear()
+        S._forward(*(t[k] for k in NAMES[:5]), t["D"], t["z"], t["delta_bias"], True, False, train, config)
+        return launches[-1]
+
+    k = kw(dict(seg_len=512))                                        # one segment
+    assert (k["BC_TILE"], k["STAGES"], k["maxnreg"]) == (2, 1, 168), k
+    k = kw(dict(seg_len=512), train=True)
+    assert (k["BC_TILE"], k["STAGES"], k["maxnreg"]) == (0, 3, S.PIPE_SMEM_MAXNREG), k
+    k = kw(dict(seg_len=128))                                        # four segments, two passes
+    assert len(launches) == 2 and (k["BC_TILE"], k["STAGES"], k["maxnreg"]) == (0, 3, S.PIPE_SMEM_MAXNREG), k
+    k = kw(dict(seg_len=128, maxnreg=96, bc_tile=3))
+    assert (k["BC_TILE"], k["STAGES"], k["maxnreg"]) == (3, 1, 96), k
+
+
 def test_bwd_reload_default():
     """The serial backward re-reads B_t, C_t in its walk under a register cap (where it saves spills),
     not uncapped nor with the cap lifted (255)."""
