@@ -1687,7 +1687,8 @@ def _shfl_fits(block_d: int, width: int, N: int, warps: int, acc: torch.dtype) -
 
 def _pipe_tiles(N: int, ckpt: int) -> tuple[int, int | None]:
     """(BLOCK_T, maxnreg) of the pipelined forward: for N ≤ 16, 16-step chunks with registers
-    capped at 168. On the H200 at the headline shape (batch 8, dim 1536, N 16;
+    capped at 168 (at ``PIPE_SMEM_MAXNREG`` where the inputs go through shared memory,
+    ``_pipe_schedule``). On the H200 at the headline shape (batch 8, dim 1536, N 16;
     ``book/results/logs/selective_fwd_tiles.json``) 16-step chunks with B and C a chunk ahead take
     241 registers, so only two 4-warp programs fit in an SM (1.45 waves); capped at 168 all 384
     programs are resident at once: bf16 0.44 → 0.34 ms. Before a backward (checkpoints every
