@@ -260,7 +260,22 @@ outnumber the SMs several times over (at batch 1 the cap was slower). Under
 the cap, ``bwd_reload`` (``_bwd_reload``) has the backward walk read each
 step's B_t, C_t rows again from L1 rather than keep the recompute's rows
 live across it: 256 → 44 bytes of spills, and fwd+bwd 1.539 → 1.464 ms in
-bf16, 1.629 → 1.471 in float32. Its
+bf16, 1.629 → 1.471 in float32. With few sequences (batch 1: 128 one-warp
+programs at dim 1024, under one an SM) ``bwd_seg_len`` splits the serial
+backward over L as ``seg_len`` splits the forward, the other way round: the
+adjoint obeys a linear recurrence too (μ ← Ā_t (μ + C_t dy_t)), so pass 1
+(``_selective_scan_bwd_adjoint_kernel``) walks every segment but the first
+backward from a zero adjoint, with no states (one exp and two FMAs an
+element), and keeps its outgoing μ⁰ and Σ Δ; pass 2, the serial backward on a
+(programs, segments) grid, folds the later segments' (μ ← exp2(A₂ Σ Δ) μ + μ⁰)
+into its entering adjoint, and writes its sums over time (dA, dD, d delta_bias,
+fixed dB, dC) per segment for the host to add (``_bwd_seg_chunks``: as many
+segments as 12 one-warp programs an SM hold). At batch 1, dim 1024, bf16 the
+kernels of a fwd+bwd took 610 → 200 µs at L 2K, 1211 → 353 at 4K and 4823 →
+1280 at 16K (``book/results/logs/profile_b1_split_session12.json``,
+torch.profiler); segments of 1024 steps did worse than the default at all
+three. In float32 the split's gradients were closer to the float64 reference
+than one segment's. Its
 8 × 16 (channel, column) tiles on one warp have the layout ``shfl_idx`` was
 written for, so ``bwd_shfl_idx`` (the default where the compiled layout
 checks out, ``_launch_checked``) takes each step's Δ, Δ·u and dy with one
@@ -275,7 +290,11 @@ no shared memory or barrier left in the loop, 47.3 → 44.5 instructions an
 element, but 256 → 376 bytes of spills at the 168-register cap, and on the
 H200 fwd+bwd went 1.61 → 1.95 ms in bf16, 1.70 → 2.10 in float32 and 4.96 →
 5.91 at batch 1, L 16K (``book/results/logs/selective_ab_session10_call4.json``),
-so it was not kept (git branch ``exp11``). Nor was shuffling the source lane's
+so it was not kept (git branch ``exp11``). With ``bwd_reload`` its spills fit
+(88 bytes, 41.7 instructions an element), but it still lost: fwd+bwd 1.460 →
+1.512 ms in bf16 and 1.467 → 1.539 in float32 at the headline shape, and the
+split backward kernel at batch 1, L 16K 697 → 722 µs
+(``book/results/logs/selective_ab_session12_call1.json``, branch ``exp17``). Nor was shuffling the source lane's
 register j % 4 without the select (branch ``exp12``): 11.06 → 10.53 instructions
 an element in the bf16 forward, 10.64 → 10.05 in float32, 47.3 → 46.5 in the
 backward (compile-only), bitwise the same results, and on the H200 bf16 took the
@@ -320,7 +339,7 @@ INPUT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 #: Keys of :func:`selective_scan`'s ``config``.
 CONFIG_KEYS = ("variant", "block_d", "block_t", "num_warps", "seg_len", "bc_tile", "shfl_idx", "maxnreg",
                "bwd_block_d", "bwd_block_t", "bwd_num_warps", "bwd_flip", "bwd_variant", "bwd_maxnreg",
-               "bwd_shfl_idx", "stages", "bwd_reload")
+               "bwd_shfl_idx", "stages", "bwd_reload", "bwd_seg_len")
 #: Forward kernels selectable with ``config={"variant": ...}``.
 FWD_VARIANTS = ("serial", "scan", "pipelined")
 #: Backward kernels selectable with ``config={"bwd_variant": ...}`` (:func:`_bwd_variant`: "serial").
@@ -1089,11 +1108,11 @@ def _selective_scan_bwd_kernel(
 def _selective_scan_bwd_serial_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, dlast_ptr,
         du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-        dim, L, N, dpg, n_dblocks, n_chunks, sB_b, sB_g, sC_b, sC_g,
+        seg_ptr, dim, L, N, dpg, n_dblocks, n_chunks, seg_chunks, n_seg, n_rows, sB_b, sB_g, sC_b, sC_g,
         VAR_B: tl.constexpr, VAR_C: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, EVEN_L: tl.constexpr,
         EVEN_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr,
-        TW: tl.constexpr, SHFL_IDX: tl.constexpr, RELOAD: tl.constexpr):
+        TW: tl.constexpr, SHFL_IDX: tl.constexpr, RELOAD: tl.constexpr, HAS_SEG: tl.constexpr):
     # The "serial" backward (config bwd_variant="serial"): a (BLOCK_D, BLOCK_N) tile, the chunks
     # from last to first; per chunk (BLOCK_T steps, the checkpoint interval)
     # (1) the states recomputed forward from the chunk's checkpoint, one exp per element; x_t and
@@ -1107,7 +1126,13 @@ def _selective_scan_bwd_serial_kernel(
     #     step's dB (λ_t Δ_t u_t) and dC (x_t dy_t) terms, summed over the program's channels once
     #     per chunk and written as float32 partials per (program, t, n) (the host adds the channel
     #     blocks: deterministic, no atomics). Fixed B, C accumulate per (d, n) in registers.
+    # HAS_SEG: program (pid, seg) takes chunks [seg·seg_chunks, (seg + 1)·seg_chunks) only. The
+    # adjoint entering it is folded from the later segments' (_selective_scan_bwd_adjoint_kernel:
+    # μ_out = exp(A Σ Δ) μ_in + μ⁰, μ⁰ the segment's outgoing adjoint from zero), and its sums over
+    # time (dA, dD, dΔ-bias, fixed dB, dC) go to the segment's slice of (n_seg·batch, dim, …)
+    # buffers the host adds up.
     pid = tl.program_id(0)
+    seg = tl.program_id(1)
     b, g, d, dmask, rows = _channel_block(pid, dim, dpg, n_dblocks, BLOCK_D)
     acc = tl.float64 if u_ptr.dtype.element_ty == tl.float64 else tl.float32
     nvec = tl.arange(0, BLOCK_N)
@@ -1144,6 +1169,13 @@ def _selective_scan_bwd_serial_kernel(
         MU = tl.load(dlast_ptr + rows[:, None] * N + ncol, mask=nmask, other=0.0).to(acc)
     else:
         MU = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
+    c0 = seg * seg_chunks
+    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    if HAS_SEG:    # through the later segments, last first: μ ← exp2(A₂ Σ Δ) μ + μ⁰
+        for i2 in range(0, n_seg - 1 - seg):
+            s_row = seg_ptr + (rows * n_seg + (n_seg - 1 - i2)) * (N + 1)
+            dts = tl.load(s_row + N, mask=dmask, other=0.0)[:, None]
+            MU = tl.exp2(dts * A2) * MU + tl.load(s_row[:, None] + ncol, mask=nmask, other=0.0)
     dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     # dB/dC partials of input-dependent B/C: (batch, G, n_dblocks, L, NS) float32 (float64)
     part = (pid.to(tl.int64) * L) * NS                    # program pid = (b·G + g)·n_dblocks + block
@@ -1159,8 +1191,8 @@ def _selective_scan_bwd_serial_kernel(
     ZERO3 = tl.load(dA_ptr + zero_rows[:, :, None] + t3 * NS + n3, mask=(t3 + L < 0) & (n3 < N), other=0.0)
     # step j's Δ, Δ·u, dy: as the pipelined forward's (_step_value; the host checks the layout)
     LANE4 = _lane_ids(tcol + zero_rows.to(tl.int32)) & ~3 if SHFL_IDX else 0
-    for i in range(n_chunks):
-        k = (n_chunks - 1 - i) * BLOCK_T
+    for i in range(0, c1 - c0):
+        k = (c1 - 1 - i) * BLOCK_T
         tt = k + t_in
         tmask = (tt < L) & (t_in < BLOCK_T)
         m2 = dmask[:, None] & tmask[None, :]
@@ -1263,17 +1295,85 @@ def _selective_scan_bwd_serial_kernel(
             dbias_acc += dDT
         tl.store(du_ptr + offs, dU.to(du_ptr.dtype.element_ty), mask=m2)
         tl.store(ddelta_ptr + offs, dDT.to(ddelta_ptr.dtype.element_ty), mask=m2)
-    # per-channel parameter gradients of this batch element: (batch, dim, N) and (batch, dim)
-    pofs = rows[:, None] * N + ncol
+    # per-channel parameter gradients of this batch element (and segment): (n_seg·batch, dim, N)
+    # and (n_seg·batch, dim)
+    srows = seg.to(tl.int64) * n_rows + rows
+    pofs = srows[:, None] * N + ncol
     tl.store(dA_ptr + pofs, dA_acc, mask=nmask)
     if not VAR_B:
         tl.store(dB_ptr + pofs, dBf, mask=nmask)
     if not VAR_C:
         tl.store(dC_ptr + pofs, dCf, mask=nmask)
     if HAS_D:
-        tl.store(dD_ptr + rows, tl.sum(dD_acc, 1), mask=dmask)
+        tl.store(dD_ptr + srows, tl.sum(dD_acc, 1), mask=dmask)
     if HAS_BIAS:
-        tl.store(dbias_ptr + rows, tl.sum(dbias_acc, 1), mask=dmask)
+        tl.store(dbias_ptr + srows, tl.sum(dbias_acc, 1), mask=dmask)
+
+
+@triton.jit
+def _selective_scan_bwd_adjoint_kernel(
+        delta_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, dout_ptr, seg_ptr,
+        dim, L, N, dpg, n_dblocks, n_chunks, seg_chunks, n_seg, sC_b, sC_g,
+        VAR_C: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+        EVEN_L: tl.constexpr, EVEN_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr,
+        BLOCK_N: tl.constexpr, TW: tl.constexpr, SHFL_IDX: tl.constexpr):
+    # Pass 1 of the segmented serial backward: program (pid, seg − 1) walks segment seg (≥ 1) from
+    # its last step to its first with the adjoint alone, from zero: λ_t = μ + C_t dy_t,
+    # μ ← Ā_t λ_t, one exp per element and no states. It stores, per channel, the outgoing μ⁰ and
+    # Σ Δ over the segment, (N + 1) floats in seg_ptr (n_rows, n_seg, N + 1): the adjoint leaving
+    # the segment is exp2(A₂ Σ Δ) μ_in + μ⁰, linear in the one entering it.
+    pid = tl.program_id(0)
+    seg = tl.program_id(1) + 1
+    b, g, d, dmask, rows = _channel_block(pid, dim, dpg, n_dblocks, BLOCK_D)
+    acc = tl.float64 if delta_ptr.dtype.element_ty == tl.float64 else tl.float32
+    nvec = tl.arange(0, BLOCK_N)
+    ncol = nvec[None, :]
+    t_in = tl.arange(0, TW)                                     # as wide as the state tile (its layout)
+    tcol = t_in[None, :]
+    if EVEN_N:
+        nmask = dmask[:, None]
+        NS: tl.constexpr = BLOCK_N
+    else:
+        nmask = dmask[:, None] & (ncol < N)
+        NS = N
+    zero_rows = rows[:, None] * 0
+    A2, _, Cfix, bias, _ = _channel_params(A_ptr, C_ptr, C_ptr, C_ptr, bias_ptr, d, dmask, ncol, nmask, N,
+                                           True, VAR_C, False, HAS_BIAS, acc)
+    if VAR_C:
+        C_row = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + ncol + zero_rows
+    MU = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
+    dtsum = tl.zeros([BLOCK_D, TW], dtype=acc)
+    LANE4 = _lane_ids(tcol + zero_rows.to(tl.int32)) & ~3 if SHFL_IDX else 0
+    c0 = seg * seg_chunks
+    c1 = tl.minimum(c0 + seg_chunks, n_chunks)
+    for i in range(0, c1 - c0):
+        k = (c1 - 1 - i) * BLOCK_T
+        tt = k + t_in
+        m2 = dmask[:, None] & ((tt < L) & (t_in < BLOCK_T))[None, :]
+        offs = rows[:, None] * L + tt[None, :]
+        DT = tl.load(delta_ptr + offs, mask=m2, other=0.0).to(acc)
+        if HAS_BIAS:
+            DT += bias
+        if SOFTPLUS:
+            DT = softplus(DT, FAST=True)
+        DT = tl.where(m2, DT, 0.0)
+        dtsum += DT
+        DY = tl.load(dout_ptr + offs, mask=m2, other=0.0).to(acc)
+        if HAS_Z:
+            Z = tl.load(z_ptr + offs, mask=m2, other=0.0).to(acc)
+            DY = DY * Z * tl.sigmoid(Z)
+        for j in tl.static_range(BLOCK_T - 1, -1, -1):
+            sel = tcol == j
+            dt = _step_value(DT, sel, LANE4, j, SHFL_IDX, False)
+            dy = _step_value(DY, sel, LANE4, j, SHFL_IDX, False)
+            if VAR_C:
+                Ct = _step_vector(C_row, k + j, NS, ncol, N, L, EVEN_L and EVEN_N, acc)
+            else:
+                Ct = Cfix
+            MU = tl.exp2(dt * A2) * (MU + Ct * dy)
+    s_row = seg_ptr + (rows * n_seg + seg) * (N + 1)
+    tl.store(s_row[:, None] + ncol, MU, mask=nmask)
+    tl.store(s_row + N, tl.sum(dtsum, 1), mask=dmask)
 
 
 @triton.jit
@@ -1379,6 +1479,21 @@ def _bwd_serial_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, in
     if runtime.INTERPRET:
         return 8, min(8, runtime.next_pow2(max(L, 1))), 1
     return 8, 8, 1             # the H200 sweep's best: 8 channels on one warp
+
+
+def _bwd_seg_chunks(warps: int, n_chunks: int, device) -> int:
+    """Chunks a segment of the serial backward: all of them (one segment) when the programs bring
+    at least 8 warps per SM; else segments of at least 16 chunks, as many as fit 12 one-warp
+    programs per SM at once (the 168-register cap's occupancy: no second wave); pass 1 costs one
+    more exp per element of every segment but the first. As the forward's ``_pipe_seg_len``: a
+    first guess, not yet measured."""
+    if runtime.INTERPRET:
+        return max(n_chunks, 1)
+    sms = runtime.sm_count(device)
+    if warps >= 8 * sms:
+        return max(n_chunks, 1)
+    want = max(1, 12 * sms // warps)
+    return max(16, runtime.cdiv(n_chunks, want))
 
 
 def _bwd_reload(maxnreg: int | None) -> bool:
@@ -1638,7 +1753,7 @@ def _shfl_layout_ok(ttgir: str, warps: int) -> bool:
     text) runs on (8·warps, 16) tiles (or (1, 16) rows broadcast into them) in ``_shfl_layout``."""
     layouts = dict(re.findall(r"^(#\w+) = #ttg\.blocked<\{(.*)\}>", ttgir, re.M))
     ops = [line for line in ttgir.splitlines()
-           if "tt.elementwise_inline_asm" in line and ("%laneid" in line or "shfl.sync.idx" in line)]
+           if "tt.elementwise_inline_asm" in line and ("%laneid" in line or "shfl.sync." in line)]
     types = [re.fullmatch(rf"(?:1|{8 * warps})x16x(?:f32|i32), (#\w+)", t)
              for line in ops for t in re.findall(r"tensor<([^>]*)>", line.rsplit("}", 1)[-1])]
     return bool(types) and all(t is not None and layouts.get(t[1]) == _shfl_layout(warps) for t in types)
@@ -1767,32 +1882,43 @@ def _backward_serial(saved, softplus, dout, dlast, config):
     dout = dout.contiguous()
     du, ddelta = torch.empty_like(u), torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else None
-    dA = torch.empty(batch, dim, N, dtype=acc, device=u.device)
+    programs = batch * G * n_dblocks
+    seg_chunks = (runtime.cdiv(config["bwd_seg_len"], bt) if config.get("bwd_seg_len")
+                  else _bwd_seg_chunks(programs * nw, n_chunks, u.device))
+    n_seg = runtime.cdiv(n_chunks, seg_chunks) if n_chunks else 1
+    # sums over time per segment, (n_seg·batch, dim, ...): the host adds the segments and batch
+    dA = torch.empty(n_seg * batch, dim, N, dtype=acc, device=u.device)
     # input-dependent dB, dC: float32 (float64) partials per (batch, group, channel block, t, n)
     dBp = (torch.empty(batch, G, n_dblocks, L, NS, dtype=acc, device=u.device) if var_B
-           else torch.empty(batch, dim, N, dtype=acc, device=u.device))
+           else torch.empty(n_seg * batch, dim, N, dtype=acc, device=u.device))
     dCp = (torch.empty(batch, G, n_dblocks, L, NS, dtype=acc, device=u.device) if var_C
-           else torch.empty(batch, dim, N, dtype=acc, device=u.device))
-    dD = torch.empty(batch, dim, dtype=acc, device=u.device) if D is not None else None
-    dbias = torch.empty(batch, dim, dtype=acc, device=u.device) if delta_bias is not None else None
+           else torch.empty(n_seg * batch, dim, N, dtype=acc, device=u.device))
+    dD = torch.empty(n_seg * batch, dim, dtype=acc, device=u.device) if D is not None else None
+    dbias = torch.empty(n_seg * batch, dim, dtype=acc, device=u.device) if delta_bias is not None else None
     if batch * dim and L:
         Bt, Ct, sB, sC = _bc_steps(B, C, var_B, var_C, acc, L, N, Bt, Ct)
         dl = dlast.to(acc).contiguous() if dlast is not None else None
         tw = max(bt, BN)
-        maxnreg = config.get("bwd_maxnreg") or _bwd_serial_maxnreg(batch * G * n_dblocks, u.device)
+        common = dict(VAR_C=var_C, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus),
+                      EVEN_L=L % bt == 0, EVEN_N=BN == N, BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN, TW=tw,
+                      SHFL_IDX=_shfl_option(config, "bwd_shfl_idx", bd, tw, N, nw, acc), num_warps=nw)
+        seg = torch.empty(batch * dim, n_seg, N + 1, dtype=acc, device=u.device) if n_seg > 1 else None
+        if n_seg > 1:
+            # pass 1: every segment but the first, from a zero adjoint: its outgoing adjoint and Σ Δ
+            _launch_checked(_selective_scan_bwd_adjoint_kernel, (programs, n_seg - 1), (
+                delta, A, Ct, z if z is not None else u, delta_bias if delta_bias is not None else u, dout, seg,
+                dim, L, N, dpg, n_dblocks, n_chunks, seg_chunks, n_seg, *sC), common)
+        maxnreg = config.get("bwd_maxnreg") or _bwd_serial_maxnreg(programs * n_seg, u.device)
         # unused pointers are placeholders of the dtype a real call gives them (u's for inputs)
         args = (u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
                 delta_bias if delta_bias is not None else u, dout, states, dl if dl is not None else states,
                 du, ddelta, dz if dz is not None else du, dA, dBp, dCp,
-                dD if dD is not None else dA, dbias if dbias is not None else dA,
-                dim, L, N, dpg, n_dblocks, n_chunks, *sB, *sC)
-        _launch_checked(_selective_scan_bwd_serial_kernel, (batch * G * n_dblocks,), args, dict(
-            VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
-            HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), HAS_DLAST=dl is not None,
-            EVEN_L=L % bt == 0, EVEN_N=BN == N, BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN, TW=tw,
-            SHFL_IDX=_shfl_option(config, "bwd_shfl_idx", bd, tw, N, nw, acc),
-            RELOAD=bool(config.get("bwd_reload", _bwd_reload(maxnreg))),
-            num_warps=nw, **({"maxnreg": maxnreg} if maxnreg else {})))
+                dD if dD is not None else dA, dbias if dbias is not None else dA, seg if seg is not None else dA,
+                dim, L, N, dpg, n_dblocks, n_chunks, seg_chunks, n_seg, batch * dim, *sB, *sC)
+        _launch_checked(_selective_scan_bwd_serial_kernel, (programs, n_seg), args, dict(
+            common, VAR_B=var_B, HAS_D=D is not None, HAS_DLAST=dl is not None,
+            RELOAD=bool(config.get("bwd_reload", _bwd_reload(maxnreg))), HAS_SEG=n_seg > 1,
+            **({"maxnreg": maxnreg} if maxnreg else {})))
     else:
         du.zero_(), ddelta.zero_(), dA.zero_(), dBp.zero_(), dCp.zero_()
         for t in (dz, dD, dbias):
@@ -1920,9 +2046,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             lane shuffle, see ``_launch_checked``) and ``maxnreg`` (a
             cap on registers per thread, so that more programs fit in an SM), as
             the "serial" backward takes ``bwd_maxnreg`` (default:
-            ``_bwd_serial_maxnreg``; 255 lifts the cap), ``bwd_shfl_idx`` and ``bwd_reload``
+            ``_bwd_serial_maxnreg``; 255 lifts the cap), ``bwd_shfl_idx``, ``bwd_reload``
             (bool: B_t, C_t read again in the backward walk rather than kept in registers;
-            default ``_bwd_reload``: under a register cap).
+            default ``_bwd_reload``: under a register cap) and ``bwd_seg_len`` (power of two: the serial backward split over L into segments of
+            that length, two passes; default ``_bwd_seg_chunks``).
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on

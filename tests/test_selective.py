@@ -313,6 +313,32 @@ def test_backward_serial_launch_configs(cfg):
         assert_close(got[k], want[k], 1e-10, 1e-10, k)
 
 
+@pytest.mark.parametrize("kind,G", [("var", 1), ("grouped", 2), ("fixed", 1)])
+@pytest.mark.parametrize("L,seg", [(37, 16), (64, 16), (9, 8), (40, 32)])
+def test_backward_serial_segments(kind, G, L, seg):
+    """bwd_seg_len splits the serial backward over the sequence (pass 1: each later segment's
+    outgoing adjoint from zero; pass 2: every segment from its folded entering adjoint, sums over
+    time per segment): gradients of every argument, d last_state included, equal the float64 loop's
+    (8-step chunks; segments of 1 to 4 chunks, the last one partial or whole)."""
+    t = make(2, 6 if G == 2 else 5, L, 3, kind, G)
+    got = grads(lambda *a, **k: selective_scan(*a, **k, config=dict(SERIAL_BWD, bwd_block_t=8, bwd_seg_len=seg)), t)
+    want = grads(selective_scan_ref, t)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape, k
+        assert_close(got[k], want[k], 1e-10, 1e-10, k)
+
+
+@pytest.mark.parametrize("opts", [(), ("D", "z"), ("delta_bias",)])
+@pytest.mark.parametrize("softplus", [False, True])
+def test_backward_serial_segments_options(opts, softplus):
+    t = make(1, 3, 29, 2, "var", opts=opts)
+    cfg = dict(SERIAL_BWD, bwd_block_t=4, bwd_seg_len=8)
+    got = grads(lambda *a, **k: selective_scan(*a, **k, config=cfg), t, softplus=softplus)
+    want = grads(selective_scan_ref, t, softplus=softplus)
+    for k in want:
+        assert_close(got[k], want[k], 1e-10, 1e-10, k)
+
+
 def test_backward_serial_gradcheck():
     t = make(1, 2, 5, 2, "var")
     leaves = [t[k].clone().requires_grad_() for k in NAMES]
@@ -506,8 +532,12 @@ def test_shfl_idx_matches_the_butterfly(dtype, L, train):
         for a, b in zip(g, g0):
             torch.testing.assert_close(a.float(), b.float(), rtol=tight, atol=tight)
     kernels = {key[0] for key in S._SHFL_OK}
-    assert kernels == ({"_selective_scan_fwd_pipe_kernel", "_selective_scan_bwd_serial_kernel"} if train
-                       else {"_selective_scan_fwd_pipe_kernel"}), kernels
+    want = {"_selective_scan_fwd_pipe_kernel"}
+    if train:   # the serial backward, and its pass 1 where it splits the sequence (24 one-warp programs)
+        n_chunks = -(-L // S._bwd_serial_config(16, L, dtype)[1])
+        want |= {"_selective_scan_bwd_serial_kernel"} | (
+            {"_selective_scan_bwd_adjoint_kernel"} if S._bwd_seg_chunks(24, n_chunks, t["u"].device) < n_chunks else set())
+    assert kernels == want, kernels
     if L % 16 == 0:
         assert all(S._SHFL_OK.values()), S._SHFL_OK
 
@@ -531,6 +561,37 @@ def test_bwd_reload_matches(dtype, L):
     torch.testing.assert_close(out.float(), out0.float(), rtol=0, atol=0)
     for a, b in zip(torch.autograd.grad(out.float().sum(), leaves), torch.autograd.grad(out0.float().sum(), leaves)):
         torch.testing.assert_close(a.float(), b.float(), rtol=tight, atol=tight)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="the default splits the backward only on the GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("L", [37, 1000, 4096])
+def test_bwd_segments_match_one_segment(dtype, L):
+    """With few programs (batch 2, dim 96) the serial backward splits the sequence by default
+    (_bwd_seg_chunks); its gradients equal those of one segment (bwd_seg_len past L) to the
+    rounding of other summation orders (float32: rtol 1e-4, atol 2e-5 of the gradient's largest
+    entry, since over 4K steps an entry near zero carries its neighbours' rounding; the H200 showed
+    at most 4e-6 of it; bf16: 1e-2), and the float64 reference to the file's float32 tolerances,
+    no less accurately than one segment (at most 1.5 times its largest error, plus 1e-6 of the
+    gradient's largest entry; on the H200 the split was the closer of the two, for every gradient)."""
+    import ssmlib.selective as S
+    t = make(2, 96, L, 16, dtype=dtype)
+    n_chunks = -(-L // S._bwd_serial_config(16, L, dtype)[1])
+    assert (S._bwd_seg_chunks(24, n_chunks, t["u"].device) < n_chunks) == (L >= 1000)   # 24 one-warp programs
+    got = grads(selective_scan, t, wdtype=torch.float64)
+    one = grads(lambda *a, **k: selective_scan(*a, **k, config=dict(bwd_seg_len=8192)), t, wdtype=torch.float64)
+    for k in got:
+        big = one[k].double().abs().max().item()
+        rtol, atol = (1e-4, 2e-5 * big) if dtype == torch.float32 else (1e-2, 1e-2)
+        torch.testing.assert_close(got[k].double(), one[k].double(), rtol=rtol, atol=atol, msg=k)
+    if dtype == torch.float32:
+        want = grads(selective_scan_ref, as64(t), wdtype=torch.float64)
+        for k in want:
+            assert_close(got[k], want[k], 5e-3, 1e-2, k)
+            err_split = (got[k].double() - want[k]).abs().max().item()
+            err_one = (one[k].double() - want[k]).abs().max().item()
+            assert err_split <= 1.5 * err_one + 1e-6 * want[k].abs().max().item(), (k, err_split, err_one)
 
 
 @pytest.mark.parametrize("L", [1, 37])
@@ -603,6 +664,8 @@ def test_bad_config():
         call(selective_scan, t, config=dict(bc_tile=4))
     with pytest.raises(ValueError, match="config stages must be 1 to 4"):
         call(selective_scan, t, config=dict(stages=0))
+    with pytest.raises(ValueError, match="bwd_seg_len must be a power of two"):
+        call(selective_scan, t, config=dict(bwd_seg_len=12))
     with pytest.raises(ValueError, match="unknown key 'scratch'"):       # a removed option
         call(selective_scan, t, config=dict(scratch=True))
     with pytest.raises(ValueError, match="config variant must be one of"):    # a removed variant

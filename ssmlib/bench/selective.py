@@ -554,29 +554,36 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
 def _compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg=None) -> dict:
     """One backward kernel compiled as a real call types it: "bwd_scan" (the default backward),
     "bwd_serial" (config bwd_variant="serial"; "+shfl_idx": with bwd_shfl_idx; "+reload": with
-    bwd_reload), with every option on, or
+    bwd_reload; "+seg": pass 2 of a split sequence, config bwd_seg_len), "bwd_adjoint" (pass 1 of
+    the split serial backward; "+shfl_idx" too), with every option on, or
     with "-noopts" without D,
     z, delta_bias, softplus and d last_state (their pointers then placeholders: u's dtype for D, z,
     delta_bias; du's for dz; states' (float32) for dlast; dA's for dD, d delta_bias)."""
     BN = 1 << (N - 1).bit_length()
     opts = "-noopts" not in variant
-    serial = variant.startswith("bwd_serial")
-    kernel = S._selective_scan_bwd_serial_kernel if serial else S._selective_scan_bwd_kernel
+    adjoint = variant.startswith("bwd_adjoint")
+    serial = variant.startswith("bwd_serial") or adjoint
+    kernel = (S._selective_scan_bwd_adjoint_kernel if adjoint else
+              S._selective_scan_bwd_serial_kernel if serial else S._selective_scan_bwd_kernel)
     inp = dtype
     sig = {n: "*fp32" for n in kernel.arg_names if n.endswith("_ptr")}
     if dtype == "fp64":
         sig = {n: "*fp64" for n in sig}
-    sig.update({n: f"*{inp}" for n in ("u_ptr", "delta_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr")})
+    sig.update({n: f"*{inp}" for n in ("u_ptr", "delta_ptr", "z_ptr", "dout_ptr", "du_ptr", "ddelta_ptr", "dz_ptr")
+                if n in sig})
     if not serial:   # B, C as given (input dtype); the serial backward reads float32 transposed copies
         sig.update({"B_ptr": f"*{inp}", "C_ptr": f"*{inp}"})
     if not opts:
-        sig.update({"D_ptr": f"*{inp}", "z_ptr": f"*{inp}", "bias_ptr": f"*{inp}"})
+        sig.update({n: f"*{inp}" for n in ("D_ptr", "z_ptr", "bias_ptr") if n in sig})
     sig.update({p.name: "i32" for p in kernel.params if not p.is_constexpr and not p.name.endswith("_ptr")})
     cx = dict(VAR_B=True, VAR_C=True, HAS_D=opts, HAS_Z=opts, HAS_BIAS=opts, SOFTPLUS=opts, EVEN_L=True,
               BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN)
-    if serial:
+    if adjoint:
+        cx = dict(VAR_C=True, HAS_Z=opts, HAS_BIAS=opts, SOFTPLUS=opts, EVEN_L=True, EVEN_N=BN == N,
+                  BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=BN, TW=max(bt, BN), SHFL_IDX="+shfl_idx" in variant)
+    elif serial:
         cx.update(HAS_DLAST=opts, EVEN_N=BN == N, TW=max(bt, BN), SHFL_IDX="+shfl_idx" in variant,
-                  RELOAD="+reload" in variant)
+                  RELOAD="+reload" in variant, HAS_SEG="+seg" in variant)
     else:
         cx.update(FLIP=False)
     rec = {"variant": variant, "kernel": "bwd", "dtype": dtype, "block_d": bd, "block_t": bt, "num_warps": nw,
@@ -602,7 +609,9 @@ COMPILE_BWD_CONFIGS = [("bwd_scan", "bf16", 4, 128, 4, 16), ("bwd_scan", "fp32",
                        ("bwd_serial", "bf16", 8, 8, 1, 16), ("bwd_serial", "bf16", 16, 8, 2, 16),
                        ("bwd_serial", "bf16", 64, 8, 8, 16), ("bwd_serial", "bf16", 32, 8, 4, 4),
                        ("bwd_serial@168", "bf16", 8, 8, 1, 16), ("bwd_serial+shfl_idx+reload@168", "bf16", 8, 8, 1, 16),
-                       ("bwd_serial+shfl_idx+reload@168", "fp32", 8, 8, 1, 16)]
+                       ("bwd_serial+shfl_idx+reload@168", "fp32", 8, 8, 1, 16),
+                       ("bwd_serial+shfl_idx+reload+seg@168", "bf16", 8, 8, 1, 16),
+                       ("bwd_adjoint+shfl_idx", "bf16", 8, 8, 1, 16)]
 
 
 def compile_report(configs=None, kinds=None, state_update=True) -> list[dict]:
