@@ -151,7 +151,12 @@ instructions per clock per scheduler with 10 resident warps per SM, and the
 default (16 steps, 168 registers) 0.66 with 11.2 and its L1 at 69% of its
 throughput, 3.7 M of its requests local-memory spills of the register cap
 (``book/results/logs/ncu_session6_lanes_vs_pipelined_bf16.txt``): fewer
-instructions alone would not halve its time. Its per-instruction stall samples
+instructions alone would not halve its time: with 8 states a thread (``block_d``
+16·``num_warps``, Triton's (1, 8) × (16, 2) layout; 10.5 instructions an element at 96
+registers with ``stages`` 3, compile-only) the bf16 forward took 0.2750 ms against the
+default's 0.2753 when kept whole (half the warps, so the default would split it), and
+fwd+bwd lost, 1.514 → 1.535 (``book/results/logs/selective_ab_session12_call2.json``).
+Its per-instruction stall samples
 (``book/results/logs/ncu_selective_fwd_source_session9.csv``) showed where a fifth of the
 waiting was: ptxas issued the loads of u, Δ, z two chunks ahead late in the loop body, and
 the register copies of the rotation (and the spills of the 168-register cap) right after
@@ -315,6 +320,16 @@ channel blocks 0.12 (they read 400 MB). Nsight Compute on the default forward af
 0.54 instructions issued a cycle per scheduler with 11.1 warps an SM, and a
 fifth of the stall samples on two byte-permutes that unpack the raw bf16 tiles
 of a chunk two ahead, just loaded, for spill stores the 168-register cap forces.
+Nsight Compute on the training pass (``book/results/logs/ncu_selective_*_session12.txt``
+and ``..._source_session12.csv``): the forward before a backward (384 programs
+of 4 warps, 2.9 an SM where 6 fit: 11.3 warps an SM) and the backward (12
+one-warp programs an SM) both issue 0.56–0.58 instructions a cycle per
+scheduler with L1 at 85–87% of its throughput; the backward's largest single
+stalls (a fifth of its samples) wait on the chunk's u, Δ loads and on a
+spilled address. Loading the next chunk's u, Δ, dy, z and checkpoint a chunk
+ahead in registers (bitwise the same gradients) spilled 44 → 184 bytes at the
+cap and lost: 1.444 → 1.520 ms in bf16, 1.516 → 1.535 in float32; a cap of
+192 lost more (``book/results/logs/selective_ab_session12_call5.json``).
 
 Arithmetic is float32 (float64 for float64 inputs, so the tests can
 ``gradcheck`` the kernels); the state is never rounded to the input dtype.
@@ -1485,8 +1500,10 @@ def _bwd_seg_chunks(warps: int, n_chunks: int, device) -> int:
     """Chunks a segment of the serial backward: all of them (one segment) when the programs bring
     at least 8 warps per SM; else segments of at least 16 chunks, as many as fit 12 one-warp
     programs per SM at once (the 168-register cap's occupancy: no second wave); pass 1 costs one
-    more exp per element of every segment but the first. As the forward's ``_pipe_seg_len``: a
-    first guess, not yet measured."""
+    more exp per element of every segment but the first. On the H200 at batch 1, dim 1024, bf16
+    (128 programs) it split L 2K, 4K, 16K into 12 segments and the fwd+bwd kernels took 200, 353,
+    1280 µs against 610, 1211, 4823 unsplit and 471, 536, 1442 with 1024-step segments
+    (``book/results/logs/profile_b1_split_session12.json``)."""
     if runtime.INTERPRET:
         return max(n_chunks, 1)
     sms = runtime.sm_count(device)
@@ -1856,7 +1873,12 @@ def _pipe_schedule(dtype: torch.dtype, N: int, want_states: bool, split: bool) -
 def _pipe_seg_len(warps: int, L: int, bt: int, device) -> int:
     """Segment length of the pipelined forward: the whole sequence when the programs bring at
     least 8 warps per SM; else segments of at least 8 chunks, enough of them for about 16 warps
-    per SM (the split costs a second pass of exponentials). A first guess for the sweep."""
+    per SM (the split costs a second pass of exponentials). On the H200 at batch 1, dim 1024,
+    bf16, L 16K (32 four-warp programs) it picks 1024 steps (0.295 ms), faster than 512
+    (0.302) or 256 (0.340); at the headline shape (1536 warps, 2.9 programs an SM
+    where 6 would fit) splitting lost: forward 0.275 → 0.360 ms (1024) and 0.384 (512) in bf16,
+    0.269 → 0.349 in float32, fwd+bwd 1.464 → 1.541
+    (``book/results/logs/selective_ab_session12_call2.json``, ``..._call6.json``)."""
     if runtime.INTERPRET or L <= 8 * bt:
         return max(L, 1)
     sms = runtime.sm_count(device)
