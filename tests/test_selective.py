@@ -1105,6 +1105,26 @@ def test_serial_backward_register_cap(monkeypatch):
     assert S._bwd_serial_maxnreg(8 * 1536 // 8, "cuda") is None
 
 
+def test_serial_backward_segments_policy(monkeypatch):
+    """On the GPU the serial backward splits the sequence only where its one-warp programs are
+    fewer than 8 an SM: into segments of at least 16 chunks, as many as make about 12 programs an
+    SM (batch 1, dim 1024: 128 programs, so 12 segments at L 2K, 4K and 16K, as measured); the
+    register cap then follows the split's programs. Never in the interpreter."""
+    from ssmlib import runtime, selective as S
+    monkeypatch.setattr(runtime, "INTERPRET", False)
+    monkeypatch.setattr(runtime, "sm_count", lambda device: 132)
+    assert S._bwd_seg_chunks(8 * 1536 // 8, 256, "cuda") == 256                     # headline: one segment
+    for L in (2048, 4096, 16384):
+        n_chunks = L // 8
+        seg = S._bwd_seg_chunks(1024 // 8, n_chunks, "cuda")
+        assert seg >= 16 and -(-n_chunks // seg) == 12, (L, seg)
+        assert S._bwd_serial_maxnreg(1024 // 8 * 12, "cuda") == 168
+    assert S._bwd_seg_chunks(1024 // 8, 40, "cuda") == 16                           # short: 16-chunk floor
+    assert S._bwd_seg_chunks(1024 // 8, 10, "cuda") >= 10                           # shorter: one segment
+    monkeypatch.setattr(runtime, "INTERPRET", True)
+    assert S._bwd_seg_chunks(1024 // 8, 2048, "cuda") == 2048
+
+
 def test_bench_dry_run(monkeypatch):
     """The benchmark suite's timing code, on tiny shapes through the interpreter (times are fake)."""
     if GPU:
