@@ -1770,15 +1770,15 @@ def _shfl_layout_ok(ttgir: str, warps: int) -> bool:
     text) runs on (8·warps, 16) tiles (or (1, 16) rows broadcast into them) in ``_shfl_layout``."""
     layouts = dict(re.findall(r"^(#\w+) = #ttg\.blocked<\{(.*)\}>", ttgir, re.M))
     ops = [line for line in ttgir.splitlines()
-           if "tt.elementwise_inline_asm" in line and ("%laneid" in line or "shfl.sync." in line)]
+           if "tt.elementwise_inline_asm" in line and ("%laneid" in line or "shfl.sync.idx" in line)]
     types = [re.fullmatch(rf"(?:1|{8 * warps})x16x(?:f32|i32), (#\w+)", t)
              for line in ops for t in re.findall(r"tensor<([^>]*)>", line.rsplit("}", 1)[-1])]
     return bool(types) and all(t is not None and layouts.get(t[1]) == _shfl_layout(warps) for t in types)
 
 
 def _launch_checked(kernel, grid, args, kw):
-    """Launches ``kernel`` (the pipelined forward or the serial backward). With SHFL_IDX its lane
-    arithmetic assumes the register layout ``_shfl_layout``, which Triton picks from what it may
+    """Launches ``kernel`` (the pipelined forward, the serial backward or its pass 1). With
+    SHFL_IDX its lane arithmetic assumes the register layout ``_shfl_layout``, which Triton picks from what it may
     assume of the arguments (8 × 4 lanes over a tile when the pointers and integers are multiples
     of 16; 2 × 16 with fewer such guarantees). So the first call of each specialization (keyed by
     the kernel, the dtypes, the constexprs and the alignment of every argument: a superset of what
@@ -2070,8 +2070,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             the "serial" backward takes ``bwd_maxnreg`` (default:
             ``_bwd_serial_maxnreg``; 255 lifts the cap), ``bwd_shfl_idx``, ``bwd_reload``
             (bool: B_t, C_t read again in the backward walk rather than kept in registers;
-            default ``_bwd_reload``: under a register cap) and ``bwd_seg_len`` (power of two: the serial backward split over L into segments of
-            that length, two passes; default ``_bwd_seg_chunks``).
+            default ``_bwd_reload``: under a register cap) and ``bwd_seg_len`` (power of
+            two: the serial backward split over L into segments of that length, two passes;
+            default ``_bwd_seg_chunks``).
 
     u, delta, z are float16, bfloat16, float32 (or float64); A, B, C, D,
     delta_bias may have any real float dtype. Everything lives on
