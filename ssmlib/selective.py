@@ -329,7 +329,26 @@ stalls (a fifth of its samples) wait on the chunk's u, Δ loads and on a
 spilled address. Loading the next chunk's u, Δ, dy, z and checkpoint a chunk
 ahead in registers (bitwise the same gradients) spilled 44 → 184 bytes at the
 cap and lost: 1.444 → 1.520 ms in bf16, 1.516 → 1.535 in float32; a cap of
-192 lost more (``book/results/logs/selective_ab_session12_call5.json``).
+192 lost more (``book/results/logs/selective_ab_session12_call5.json``). Nor did
+the forward gain from computing a chunk's 64 exponentials a thread ahead of its
+recurrence (all independent of one another, to cover the exp unit's latency those
+stalls wait on; same instruction count, compile-only): bf16 0.276 → 0.272 ms,
+float32 0.289 → 0.299, fwd+bwd 1.462 → 1.479 (bf16), 1.467 → 1.468 (float32)
+(``book/results/logs/selective_ab_session13_call1.json``, medians of 5 alternating
+runs; the change: ``book/results/logs/selective_exp_ahead_session13.diff``). The
+kernels already overlap what they can.
+
+On the host, every launch goes through :func:`ssmlib.runtime.launch`, which keeps
+the compiled kernel of each specialization (argument dtypes, 16-byte alignment,
+integers that are 1 or multiples of 16, constexprs) and launches it directly,
+without Triton's argument binding: the pipelined forward's launch took 20 µs against
+27–31 through ``kernel[grid]`` on the H200's host, and 63 with the layout check as
+it was (``book/results/logs/gpu_session13_callA.txt``, ``..._call3_host.txt``). A batch-1
+call is host-bound below L 16K (the kernels of a forward at L 2K take 0.05 ms): in
+alternating runs (``book/results/logs/host_ab_session13.jsonl``, medians of 3; this
+host's timings vary up to 2× run to run) a forward at L 2K took 243 → 160 µs,
+forward+backward 1.49 → 0.99 ms, a decoding step (``selective_state_update``,
+batch 64) 72 → 42 µs.
 
 Arithmetic is float32 (float64 for float64 inputs, so the tests can
 ``gradcheck`` the kernels); the state is never rounded to the input dtype.
@@ -1604,9 +1623,10 @@ def _check_args(u, delta, A, B, C, D, z, delta_bias):
 
 
 def _dense_copy(X, dtype):
-    """A contiguous copy of ``X`` in ``dtype`` in one kernel (``X.to(dtype).contiguous()`` of a
-    strided X launches two; ``.to`` alone keeps the strides)."""
-    return torch.empty(X.shape, dtype=dtype, device=X.device).copy_(X)
+    """A contiguous copy of ``X`` in ``dtype``: one call, one copy kernel (``X.to(dtype).contiguous()``
+    of a strided X launches two; without ``copy=True``, ``.to`` returns X itself, strides and all,
+    when X already has the dtype)."""
+    return X.to(dtype, memory_format=torch.contiguous_format, copy=True)
 
 
 def _bc_steps(B, C, var_B, var_C, acc, L, N, Bt=None, Ct=None):
@@ -1676,27 +1696,27 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, softplus, want_last, want_stat
             grid = batch * G * n_dblocks
             scratch = torch.empty(grid * 2 * bd * bt, dtype=acc, device=u.device)
             Bt, Ct, sB, sC = _bc_steps(B, C, var_B, var_C, acc, L, N)
-            _selective_scan_fwd_serial_kernel[(grid,)](
+            runtime.launch(_selective_scan_fwd_serial_kernel, (grid,), (
                 u, delta, A, Bt, Ct, D if D is not None else u, z if z is not None else u,
                 delta_bias if delta_bias is not None else u, out, last if last is not None else out,
                 states if states is not None else out, scratch,
-                dim, L, N, dpg, n_dblocks, n_ckpt, *sB, *sC,
+                dim, L, N, dpg, n_dblocks, n_ckpt, *sB, *sC), dict(
                 VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
                 HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), STORE_LAST=want_last,
                 STORE_STATES=want_states, CKPT=ckpt, EVEN_L=L % bt == 0, EVEN_N=runtime.next_pow2(N) == N,
-                BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=runtime.next_pow2(N), num_warps=nw)
+                BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=runtime.next_pow2(N), num_warps=nw))
         saved = (u, delta, A, B, C, D, z, delta_bias, states, Bt, Ct, (ckpt, G, var_B, var_C))
         return out, last, saved
     n_dblocks = runtime.cdiv(dpg, bd)
     if batch * dim and L:
-        _selective_scan_fwd_kernel[(batch * G * n_dblocks,)](
+        runtime.launch(_selective_scan_fwd_kernel, (batch * G * n_dblocks,), (
             u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
             delta_bias if delta_bias is not None else u, out, carry, states if states is not None else out,
             dim, L, N, dpg, n_dblocks, n_chunks, n_ckpt,
-            *_bc_strides(B, var_B, N, L), *_bc_strides(C, var_C, N, L),
+            *_bc_strides(B, var_B, N, L), *_bc_strides(C, var_C, N, L)), dict(
             VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), STORE_LAST=want_last,
-            STORE_STATES=want_states, CKPT=ckpt, EVEN_L=L % bt == 0, BLOCK_D=bd, BLOCK_T=bt, num_warps=nw)
+            STORE_STATES=want_states, CKPT=ckpt, EVEN_L=L % bt == 0, BLOCK_D=bd, BLOCK_T=bt, num_warps=nw))
     saved = (u, delta, A, B, C, D, z, delta_bias, states, None, None, (ckpt, G, var_B, var_C))
     last = carry[:, :, (n_chunks - 1) % 2] if want_last and L else carry[:, :, 0]
     return out, (last.contiguous() if want_last else None), saved
@@ -1755,7 +1775,7 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
     return out, last, saved
 
 
-#: Whether a specialization of a kernel compiles SHFL_IDX in the layout it assumes: see _launch_checked.
+#: Whether a compilation (kernel name, hash) of SHFL_IDX has the layout it assumes: see _launch_checked.
 _SHFL_OK: dict[tuple, bool] = {}
 
 
@@ -1777,24 +1797,18 @@ def _shfl_layout_ok(ttgir: str, warps: int) -> bool:
 
 
 def _launch_checked(kernel, grid, args, kw):
-    """Launches ``kernel`` (the pipelined forward, the serial backward or its pass 1). With
-    SHFL_IDX its lane arithmetic assumes the register layout ``_shfl_layout``, which Triton picks from what it may
-    assume of the arguments (8 × 4 lanes over a tile when the pointers and integers are multiples
-    of 16; 2 × 16 with fewer such guarantees). So the first call of each specialization (keyed by
-    the kernel, the dtypes, the constexprs and the alignment of every argument: a superset of what
-    Triton specializes on) checks the compiled kernel's TTGIR; where the layout differs, it runs
-    the kernel again without SHFL_IDX, as every later call of that specialization does."""
-    key = None
-    if kw["SHFL_IDX"]:
-        key = (kernel.fn.__name__,
-               tuple((a.dtype, a.data_ptr() % 16 == 0) if isinstance(a, torch.Tensor) else (a % 16 == 0, a == 1)
-                     for a in args), tuple(kw.items()))
-        kw = {**kw, "SHFL_IDX": _SHFL_OK.get(key, True)}
-    compiled = kernel[grid](*args, **kw)
-    if key is not None and key not in _SHFL_OK:
-        _SHFL_OK[key] = _shfl_layout_ok(compiled.asm["ttgir"], kw["num_warps"])
-        if not _SHFL_OK[key]:
-            kernel[grid](*args, **{**kw, "SHFL_IDX": False})
+    """Launches ``kernel`` (the pipelined forward, the serial backward or its pass 1) through
+    :func:`runtime.launch`. With SHFL_IDX its lane arithmetic assumes the register layout
+    ``_shfl_layout``, which Triton picks from what it may assume of the arguments (8 × 4 lanes over
+    a tile when the pointers and integers are multiples of 16; 2 × 16 with fewer such guarantees).
+    So the first launch of each specialization checks the compiled kernel's TTGIR (``_SHFL_OK``,
+    by kernel name and compilation); where the layout differs, it runs the kernel again without
+    SHFL_IDX, as every later launch of that specialization does."""
+    def redo(compiled):
+        ok = _shfl_layout_ok(compiled.asm["ttgir"], kw["num_warps"])
+        _SHFL_OK[(kernel.fn.__name__, compiled.hash)] = ok
+        return None if ok else {**kw, "SHFL_IDX": False}
+    runtime.launch(kernel, grid, args, kw, redo if kw["SHFL_IDX"] else None)
 
 
 def _shfl_option(config: dict, key: str, block_d: int, width: int, N: int, warps: int, acc: torch.dtype) -> bool:
@@ -1987,17 +2001,17 @@ def _backward(saved, softplus, dout, dlast, config=None):
     if dlast is not None:
         kcarry[:, :, 1] = dlast
     if batch * dim and L:
-        _selective_scan_bwd_kernel[(batch * G * n_dblocks,)](
+        runtime.launch(_selective_scan_bwd_kernel, (batch * G * n_dblocks,), (
             u, delta, A, B, C, D if D is not None else u, z if z is not None else u,
             delta_bias if delta_bias is not None else u, dout, states,
             kcarry,
             du, ddelta, dz if dz is not None else du, dA, dB, dC,
             dD if dD is not None else dA, dbias if dbias is not None else dA,
             dim, L, N, dpg, n_dblocks, n_chunks,
-            *_bc_strides(B, var_B, N, L), *_bc_strides(C, var_C, N, L),
+            *_bc_strides(B, var_B, N, L), *_bc_strides(C, var_C, N, L)), dict(
             VAR_B=var_B, VAR_C=var_C, HAS_D=D is not None, HAS_Z=z is not None,
             HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(softplus), EVEN_L=L % bt == 0, FLIP=flip,
-            BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=runtime.next_pow2(N), num_warps=nw)
+            BLOCK_D=bd, BLOCK_T=bt, BLOCK_N=runtime.next_pow2(N), num_warps=nw))
     else:
         du.zero_(), ddelta.zero_(), dA.zero_(), dB.zero_(), dC.zero_()
         for t in (dz, dD, dbias):
@@ -2167,11 +2181,11 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, 
     nw = num_warps or (1 if runtime.INTERPRET else max(1, min(8, bd * BN // 256)))
     bb = block_b or 1
     if batch * dim:
-        _selective_state_update_kernel[(runtime.cdiv(batch, bb), runtime.cdiv(dim, bd))](
+        runtime.launch(_selective_state_update_kernel, (runtime.cdiv(batch, bb), runtime.cdiv(dim, bd)), (
             state, x, dt, A, B, C, D if D is not None else x, z if z is not None else x,
-            dt_bias if dt_bias is not None else x, out, batch, dim, N,
+            dt_bias if dt_bias is not None else x, out, batch, dim, N), dict(
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
-            SOFTPLUS=bool(dt_softplus), BLOCK_D=bd, BLOCK_N=BN, BLOCK_B=bb, num_warps=nw)
+            SOFTPLUS=bool(dt_softplus), BLOCK_D=bd, BLOCK_N=BN, BLOCK_B=bb, num_warps=nw))
     return out
 
 

@@ -23,10 +23,10 @@ import itertools
 
 import pytest
 import torch
+
+import ssmlib   # before triton: without a GPU it selects Triton's interpreter (ssmlib.runtime)
 import triton
 import triton.language as tl
-
-import ssmlib
 from ssmlib.selective import (_neg_zero, selective_scan, selective_scan_ref, selective_scan_unfused,
                               selective_state_update, selective_state_update_ref)
 
@@ -518,6 +518,7 @@ def test_shfl_idx_matches_the_butterfly(dtype, L, train):
         if v is not None and train:
             v.requires_grad_()
     S._SHFL_OK.clear()
+    ssmlib.runtime._LAUNCHES.clear()    # so that every specialization's first launch checks its layout
     out, last = call(selective_scan, t)
     out0, last0 = call(selective_scan, t, config=dict(shfl_idx=False, bwd_shfl_idx=False))
     tight = 1e-5 if dtype == torch.float32 else 8e-3
