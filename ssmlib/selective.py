@@ -1509,7 +1509,11 @@ def _bwd_serial_config(N: int, L: int, dtype: torch.dtype) -> tuple[int, int, in
     """(BLOCK_D, BLOCK_T, num_warps) of the "serial" backward: BLOCK_T (the checkpoint interval)
     short, since x_t and Ā_t of the chunk's steps live in registers. The H200 sweep's fastest
     (``BWD_SERIAL_CONFIGS`` in ``ssmlib.bench.selective``): 8 channels × 16 states on one warp,
-    4 states a thread."""
+    4 states a thread. 16-step chunks, which halve the chunk's per-element work on its 16-wide
+    tiles (45.8 → 40.2 instructions an element uncapped, 48 bytes of spills; 45.2 at the 168 cap
+    with 684; bf16, compile-only), were slower with every cap and reload tried: fwd+bwd 1.460 →
+    1.95–2.29 ms in bf16, 1.469 → 1.94–2.47 in float32, 1.350 → 1.70–1.92 at batch 1, L 16K
+    (``book/results/logs/selective_ab_session13_callC.json``)."""
     if runtime.INTERPRET:
         return 8, min(8, runtime.next_pow2(max(L, 1))), 1
     return 8, 8, 1             # the H200 sweep's best: 8 channels on one warp
