@@ -341,9 +341,11 @@ kernels already overlap what they can.
 On the host, every launch goes through :func:`ssmlib.runtime.launch`, which keeps
 the compiled kernel of each specialization (argument dtypes, 16-byte alignment,
 integers that are 1 or multiples of 16, constexprs) and launches it directly,
-without Triton's argument binding: the pipelined forward's launch took 20 µs against
-27–31 through ``kernel[grid]`` on the H200's host, and 63 with the layout check as
-it was (``book/results/logs/gpu_session13_callA.txt``, ``..._call3_host.txt``). A batch-1
+without Triton's argument binding: on the H200's host the pipelined forward's launch
+took 20 µs against 27–31 through ``kernel[grid]``
+(``book/results/logs/gpu_session13_callA.txt``); in an earlier run, on a slower host,
+the previous path (its layout check, then ``kernel[grid]``) took 63 against 46
+(``..._call3_host.txt``). A batch-1
 call is host-bound below L 16K (the kernels of a forward at L 2K take 0.05 ms): in
 alternating runs (``book/results/logs/host_ab_session13.jsonl``, medians of 3; this
 host's timings vary up to 2× run to run) a forward at L 2K took 243 → 160 µs,
@@ -1779,7 +1781,8 @@ def _forward_pipelined(u, delta, A, B, C, D, z, delta_bias, softplus, want_last,
     return out, last, saved
 
 
-#: Whether a compilation (kernel name, hash) of SHFL_IDX has the layout it assumes: see _launch_checked.
+#: Whether a compilation (kernel name, hash) of SHFL_IDX has the layout it assumes (_launch_checked's
+#: record of its checks, which the tests read).
 _SHFL_OK: dict[tuple, bool] = {}
 
 
