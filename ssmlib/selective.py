@@ -564,6 +564,7 @@ def _selective_scan_fwd_kernel(
     last_off = (t_in - (BLOCK_T - 1))[None, :]
     carry_t = carry_ptr + (rows * 2 * N)[:, None] + last_off
 
+    bias = 0.0
     if HAS_BIAS:
         bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
     if HAS_D:
@@ -573,14 +574,8 @@ def _selective_scan_fwd_kernel(
         tmask = tt < L
         m2 = dmask[:, None] & tmask[None, :]
         offs = rows[:, None] * L + tt[None, :]
-        U = tl.load(u_ptr + offs, mask=m2, other=0.0).to(acc)
-        DT = tl.load(delta_ptr + offs, mask=m2, other=0.0).to(acc)
-        if HAS_BIAS:
-            DT += bias
-        if SOFTPLUS:
-            DT = softplus(DT, FAST=True)
-        DT = tl.where(m2, DT, 0.0)                               # padding steps: Ā = 1, no input
-        DTU = DT * U
+        U, DT, DTU = _chunk_delta(tl.load(delta_ptr + offs, mask=m2, other=0.0),
+                                  tl.load(u_ptr + offs, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS, acc)
         Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
         for n in range(N):
             a2 = tl.load(A_ptr + d * N + n, mask=dmask, other=0.0).to(acc) * 1.4426950408889634
@@ -645,15 +640,10 @@ def _selective_scan_fwd_serial_kernel(
         tmask = tt < L
         m2 = dmask[:, None] & tmask[None, :]
         offs = rows[:, None] * L + tt[None, :]
-        U = tl.load(u_ptr + offs, mask=m2, other=0.0).to(acc)
-        DT = tl.load(delta_ptr + offs, mask=m2, other=0.0).to(acc)
-        if HAS_BIAS:
-            DT += bias
-        if SOFTPLUS:
-            DT = softplus(DT, FAST=True)
-        DT = tl.where(m2, DT, 0.0)
+        U, DT, DTU = _chunk_delta(tl.load(delta_ptr + offs, mask=m2, other=0.0),
+                                  tl.load(u_ptr + offs, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS, acc)
         tl.store(scr_tile, DT)
-        tl.store(scr_tile + BLOCK_D * BLOCK_T, DT * U)
+        tl.store(scr_tile + BLOCK_D * BLOCK_T, DTU)
         tl.debug_barrier()
         Y = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
         for j in tl.static_range(BLOCK_T):
@@ -699,17 +689,49 @@ def _load_bc3(base, k, t1, NS, N, t3, n3, ON: tl.constexpr, EVEN: tl.constexpr, 
 
 
 @triton.jit
-def _chunk_delta(DTr, U, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, acc: tl.constexpr):
-    """A chunk tile's (u, Δ, Δ·u) in the arithmetic dtype: Δ = softplus(delta + bias) as asked, and
-    0 outside ``mask`` (steps past the sequence: Ā = 1, no input)."""
-    Uf = U.to(acc)
-    DT = DTr.to(acc)
+def _delta(DTr, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, acc: tl.constexpr):
+    """A tile of raw ``delta`` made Δ, in the arithmetic dtype: ``(pre, Δ)`` with pre = delta + bias
+    (as asked; the backward's softplus derivative needs it) and Δ = softplus(pre) as asked, 0 outside
+    ``mask`` (steps past the sequence: Ā = 1, no input)."""
+    pre = DTr.to(acc)
     if HAS_BIAS:
-        DT += bias
+        pre += bias
     if SOFTPLUS:
-        DT = softplus(DT, FAST=True)
-    DT = tl.where(mask, DT, 0.0)
+        DT = softplus(pre, FAST=True)
+    else:
+        DT = pre
+    return pre, tl.where(mask, DT, 0.0)
+
+
+@triton.jit
+def _chunk_delta(DTr, U, bias, mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, acc: tl.constexpr):
+    """A chunk tile's (u, Δ, Δ·u) in the arithmetic dtype (Δ: :func:`_delta`)."""
+    Uf = U.to(acc)
+    pre, DT = _delta(DTr, bias, mask, HAS_BIAS, SOFTPLUS, acc)
     return Uf, DT, DT * Uf
+
+
+@triton.jit
+def _segment_row(seg_ptr, rows, n_seg, s, N):
+    """Segment s's record of each channel in a split sequence's buffer (rows, n_seg, N + 1): the N
+    floats of its end state (forward) or outgoing adjoint (backward) from zero, then its Σ Δ."""
+    return seg_ptr + (rows * n_seg + s) * (N + 1)
+
+
+@triton.jit
+def _fold_segment(X, row, A2, ncol, nmask, dmask, N):
+    """X carried across the segment recorded at ``row`` (:func:`_segment_row`): the segment's decay
+    exp2(A₂ Σ Δ) applied to X, plus what the segment adds from a zero start."""
+    dts = tl.load(row + N, mask=dmask, other=0.0)[:, None]
+    return tl.exp2(dts * A2) * X + tl.load(row[:, None] + ncol, mask=nmask, other=0.0)
+
+
+@triton.jit
+def _store_segment(row, X, DTS, ncol, nmask, dmask, N):
+    """Record a segment at ``row`` (:func:`_segment_row`): X from a zero start, and Σ Δ (the row sums
+    of the (rows, steps) tile DTS)."""
+    tl.store(row[:, None] + ncol, X, mask=nmask)
+    tl.store(row + N, tl.sum(DTS, 1), mask=dmask)
 
 
 @triton.jit
@@ -834,14 +856,10 @@ def _selective_scan_fwd_pipe_kernel(
         C_row = C_ptr + b.to(tl.int64) * sC_b + g * sC_g + ncol
     t0 = seg * seg_len
     t1 = tl.minimum(t0 + seg_len, L)
-    # segment buffers (batch, dim, n_seg, N + 1): pass 1's end state from zero, then Σ Δ
-    seg_row = seg_ptr + (rows * n_seg + seg) * (N + 1)
     X = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     if HAS_H0:    # the entering state: fold the earlier segments' in order, h ← exp(A Σ Δ) h + end
         for prev in range(0, seg):
-            prev_row = seg_ptr + (rows * n_seg + prev) * (N + 1)
-            dts = tl.load(prev_row + N, mask=dmask, other=0.0)[:, None]
-            X = tl.exp2(dts * A2) * X + tl.load(prev_row[:, None] + ncol, mask=nmask, other=0.0)
+            X = _fold_segment(X, _segment_row(seg_ptr, rows, n_seg, prev, N), A2, ncol, nmask, dmask, N)
     if STATES_ONLY:
         dtsum = tl.zeros([BLOCK_D, BLOCK_T], dtype=acc)
     if STORE_STATES:     # the channels' checkpoint rows (batch, dim, n_ckpt, N), loop-invariant
@@ -961,9 +979,8 @@ def _selective_scan_fwd_pipe_kernel(
             B3 = B3_n
         if BC_TILE == 2:
             C3 = C3_n
-    if STATES_ONLY:
-        tl.store(seg_row[:, None] + ncol, X, mask=nmask)
-        tl.store(seg_row + N, tl.sum(dtsum, 1), mask=dmask)
+    if STATES_ONLY:     # pass 1: the segment's end state from zero, and Σ Δ
+        _store_segment(_segment_row(seg_ptr, rows, n_seg, seg, N), X, dtsum, ncol, nmask, dmask, N)
     if STORE_LAST:
         if seg == n_seg - 1:
             tl.store(last_ptr + rows[:, None] * N + ncol, X, mask=nmask)
@@ -991,6 +1008,7 @@ def _selective_scan_bwd_kernel(
     dB_row = dB_ptr + b.to(tl.int64) * sB_b + g * sB_g
     dC_row = dC_ptr + b.to(tl.int64) * sC_b + g * sC_g
 
+    bias = 0.0
     if HAS_BIAS:
         bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(acc)[:, None]
     if HAS_D:
@@ -1026,27 +1044,16 @@ def _selective_scan_bwd_kernel(
         m2 = dmask[:, None] & tmask[None, :]
         offs = rows[:, None] * L + tt[None, :]
         U = tl.load(u_ptr + offs, mask=m2, other=0.0).to(acc)
-        DTpre = tl.load(delta_ptr + offs, mask=m2, other=0.0).to(acc)
-        if HAS_BIAS:
-            DTpre += bias
-        if SOFTPLUS:
-            DT = softplus(DTpre, FAST=True)
-        else:
-            DT = DTpre
-        DT = tl.where(m2, DT, 0.0)
+        DTpre, DT = _delta(tl.load(delta_ptr + offs, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS, acc)
         DTU = DT * U
         if FLIP:  # the same in time order, for recomputing the states
             tt_f = c * BLOCK_T + t_in
             tmask_f = tt_f < L
             m2_f = dmask[:, None] & tmask_f[None, :]
             offs_f = rows[:, None] * L + tt_f[None, :]
-            DT_f = tl.load(delta_ptr + offs_f, mask=m2_f, other=0.0).to(acc)
-            if HAS_BIAS:
-                DT_f += bias
-            if SOFTPLUS:
-                DT_f = softplus(DT_f, FAST=True)
-            DT_f = tl.where(m2_f, DT_f, 0.0)
-            DTU_f = DT_f * tl.load(u_ptr + offs_f, mask=m2_f, other=0.0).to(acc)
+            U_f, DT_f, DTU_f = _chunk_delta(tl.load(delta_ptr + offs_f, mask=m2_f, other=0.0),
+                                            tl.load(u_ptr + offs_f, mask=m2_f, other=0.0), bias, m2_f,
+                                            HAS_BIAS, SOFTPLUS, acc)
         DOUT = tl.load(dout_ptr + offs, mask=m2, other=0.0).to(acc)
         if HAS_Z:
             Z = tl.load(z_ptr + offs, mask=m2, other=0.0).to(acc)
@@ -1209,9 +1216,7 @@ def _selective_scan_bwd_serial_kernel(
     c1 = tl.minimum(c0 + seg_chunks, n_chunks)
     if HAS_SEG:    # through the later segments, last first: μ ← exp2(A₂ Σ Δ) μ + μ⁰
         for i2 in range(0, n_seg - 1 - seg):
-            s_row = seg_ptr + (rows * n_seg + (n_seg - 1 - i2)) * (N + 1)
-            dts = tl.load(s_row + N, mask=dmask, other=0.0)[:, None]
-            MU = tl.exp2(dts * A2) * MU + tl.load(s_row[:, None] + ncol, mask=nmask, other=0.0)
+            MU = _fold_segment(MU, _segment_row(seg_ptr, rows, n_seg, n_seg - 1 - i2, N), A2, ncol, nmask, dmask, N)
     dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=acc)
     # dB/dC partials of input-dependent B/C: (batch, G, n_dblocks, L, NS) float32 (float64)
     part = (pid.to(tl.int64) * L) * NS                    # program pid = (b·G + g)·n_dblocks + block
@@ -1234,14 +1239,7 @@ def _selective_scan_bwd_serial_kernel(
         m2 = dmask[:, None] & tmask[None, :]
         offs = rows[:, None] * L + tt[None, :]
         U = tl.load(u_ptr + offs, mask=m2, other=0.0).to(acc)
-        DTpre = tl.load(delta_ptr + offs, mask=m2, other=0.0).to(acc)
-        if HAS_BIAS:
-            DTpre += bias
-        if SOFTPLUS:
-            DT = softplus(DTpre, FAST=True)
-        else:
-            DT = DTpre
-        DT = tl.where(m2, DT, 0.0)                                 # padding steps: Ā = 1, no input
+        DTpre, DT = _delta(tl.load(delta_ptr + offs, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS, acc)
         DTU = DT * U
         DOUT = tl.load(dout_ptr + offs, mask=m2, other=0.0).to(acc)
         if HAS_Z:
@@ -1387,12 +1385,7 @@ def _selective_scan_bwd_adjoint_kernel(
         tt = k + t_in
         m2 = dmask[:, None] & ((tt < L) & (t_in < BLOCK_T))[None, :]
         offs = rows[:, None] * L + tt[None, :]
-        DT = tl.load(delta_ptr + offs, mask=m2, other=0.0).to(acc)
-        if HAS_BIAS:
-            DT += bias
-        if SOFTPLUS:
-            DT = softplus(DT, FAST=True)
-        DT = tl.where(m2, DT, 0.0)
+        DTpre, DT = _delta(tl.load(delta_ptr + offs, mask=m2, other=0.0), bias, m2, HAS_BIAS, SOFTPLUS, acc)
         dtsum += DT
         DY = tl.load(dout_ptr + offs, mask=m2, other=0.0).to(acc)
         if HAS_Z:
@@ -1407,9 +1400,7 @@ def _selective_scan_bwd_adjoint_kernel(
             else:
                 Ct = Cfix
             MU = tl.exp2(dt * A2) * (MU + Ct * dy)
-    s_row = seg_ptr + (rows * n_seg + seg) * (N + 1)
-    tl.store(s_row[:, None] + ncol, MU, mask=nmask)
-    tl.store(s_row + N, tl.sum(dtsum, 1), mask=dmask)
+    _store_segment(_segment_row(seg_ptr, rows, n_seg, seg, N), MU, dtsum, ncol, nmask, dmask, N)
 
 
 @triton.jit

@@ -1129,6 +1129,32 @@ def test_serial_backward_segments_policy(monkeypatch):
     assert S._bwd_seg_chunks(1024 // 8, 2048, "cuda") == 2048
 
 
+def test_loop_sass_per_elem():
+    """A chunk loop's instructions per (b, d, t, n) element of a thread: 704 for a 32 × 16 × 16 chunk on
+    4 warps (64 elements a thread) is 11 an element."""
+    from ssmlib.bench.selective import loop_sass_per_elem
+    assert loop_sass_per_elem(704, 4, dict(BLOCK_D=32, BLOCK_T=16, BLOCK_N=16)) == 11.0
+    assert loop_sass_per_elem(376, 1, dict(BLOCK_D=8, BLOCK_T=8, BLOCK_N=16)) == 11.75
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU, reason="reads compiled kernels")
+def test_issued_reads_the_kernels_a_call_launched():
+    """``issued`` finds the pipelined forward alone in a forward, and the forward and the serial
+    backward in a forward+backward, with instruction counts in the range the compile-only report
+    gives (about 11 and 46 an element at the headline shape), and an issue floor that grows with them."""
+    from ssmlib.bench.selective import _call, _fwd_bwd, _inputs, issued
+    t = _inputs(8, 1536, 128, 16, torch.bfloat16)      # enough programs that no pass splits the sequence
+    elements, ceil = 8 * 1536 * 128 * 16, {"exp_per_s": 4.2e12}
+    fwd = issued(lambda: _call(selective_scan, t), elements, ceil)
+    both = issued(_fwd_bwd(selective_scan, t), elements, ceil)
+    assert set(fwd["sass_per_elem"]) == {"selective_scan_fwd_pipe_kernel"}, fwd
+    assert set(both["sass_per_elem"]) == {"selective_scan_fwd_pipe_kernel", "selective_scan_bwd_serial_kernel"}, both
+    assert 5 < fwd["sass_per_elem"]["selective_scan_fwd_pipe_kernel"] < 30, fwd
+    assert 20 < both["sass_per_elem"]["selective_scan_bwd_serial_kernel"] < 120, both
+    assert both["issue_floor_ms"] > fwd["issue_floor_ms"] > 0
+
+
 def test_bench_dry_run(monkeypatch):
     """The benchmark suite's timing code, on tiny shapes through the interpreter (times are fake)."""
     if GPU:

@@ -6,7 +6,9 @@ Writes four files under ``book/results/``:
   N 16, L 2048 (float32 and bfloat16): the fused kernels, the unfused PyTorch
   scan, the PyTorch loop (forward, float32) and the floor; the decoding step
   at batch 64, dim 4096, N 16 (with its ``host_ms``, and ``triton_state_update_graph``:
-  replayed from a CUDA graph through four states, so that none stays in L2).
+  replayed from a CUDA graph through four states, so that none stays in L2). The default
+  kernels' rows (``triton``) also carry what they issue (:func:`issued`): ``sass_per_elem``
+  per kernel, and ``issue_floor_ms``, their instructions at the SMs' peak issue rate.
 * ``selective_scan_length.json``: the Mamba paper's speed setting (batch 1,
   dim 1024, N 16, bfloat16), L = 512 … 128K: fused vs unfused, forward and
   forward+backward (``x = "L"`` for :func:`ssmlib.bench.plot`); the fused
@@ -47,6 +49,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import runtime
 from ..selective import (selective_scan, selective_scan_ref, selective_scan_unfused, selective_state_update)
 from . import (compile_error, compile_sm90, environment, graph_ms, host_ms, in_compiler_subprocess, median_ms,
                rel_err, sass_loop_stats)
@@ -138,6 +141,42 @@ def _row(impl, shape, t, nbytes, exps, ceil, **extra):
             "roofline_ms": roof, "fraction_of_roofline": roof / t, **extra}
 
 
+#: Thread-instructions an H200 SM issues in the time its exp units take for one exponential: 4
+#: schedulers issue a warp-instruction (32 threads) a clock each, 128 in all, against 16 MUFU.EX2
+#: results a clock (the rate :func:`exp_rate` measures).
+ISSUE_PER_EXP = 8
+
+
+def loop_sass_per_elem(loop_sass: int, num_warps: int, constexprs: dict) -> float:
+    """SASS instructions a thread issues per (b, d, t, n) element in a chunk loop of ``loop_sass``
+    instructions (:func:`ssmlib.bench.sass_loop_stats`) that covers BLOCK_D × BLOCK_T × BLOCK_N
+    elements on ``num_warps`` warps."""
+    elems = constexprs["BLOCK_D"] * constexprs["BLOCK_T"] * constexprs["BLOCK_N"] / (32 * num_warps)
+    return loop_sass / elems
+
+
+def issued(call, elements: int, ceil: dict) -> dict:
+    """What the kernels of one ``call`` issue (on the GPU; {} in the interpreter): ``sass_per_elem``,
+    each kernel's chunk-loop SASS instructions per (b, d, t, n) element (``elements`` of them), read
+    from the cubins the call launched (:func:`ssmlib.runtime.launch` keeps them); and
+    ``issue_floor_ms``, the time those instructions take at the SMs' peak issue rate,
+    ``elements · Σ sass_per_elem / (ISSUE_PER_EXP · exp rate)``: the floor of this code, where
+    ``roofline_ms`` is the floor of any code that does one exponential an element."""
+    if runtime.INTERPRET:
+        return {}
+    runtime._LAUNCHES.clear()            # so that what the call launches is all that is kept
+    call()
+    per = {}
+    for (kernel, _dev, spec, _kw), (compiled, tail) in runtime._LAUNCHES.items():
+        cx = dict(zip([p.name for p in kernel.params[len(spec):]], tail))
+        stats = sass_loop_stats(compiled.asm["cubin"])
+        name = kernel.__name__.strip("_")
+        per[name] = per.get(name, 0.0) + round(loop_sass_per_elem(stats["loop_sass"], compiled.metadata.num_warps,
+                                                                  cx), 2)
+    floor = elements * sum(per.values()) / (ISSUE_PER_EXP * ceil["exp_per_s"]) * 1e3
+    return {"sass_per_elem": per, "issue_floor_ms": floor}
+
+
 def _time(fn, impl, warmup=25, rep=100):
     """Median ms, or None (printed) when the implementation runs out of memory."""
     try:
@@ -170,7 +209,8 @@ def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096,
                 slow = not impl.startswith("triton")
                 ms = _time(f, impl, warmup=2 if slow else 25, rep=5 if slow else 100)
                 if ms is not None:
-                    rows.append(_row(impl, {**shape, "pass": passes}, ms, nbytes, exps, ceil))
+                    extra = issued(f, batch * dim * L * N, ceil) if impl == "triton" else {}
+                    rows.append(_row(impl, {**shape, "pass": passes}, ms, nbytes, exps, ceil, **extra))
                 torch.cuda.empty_cache()
             roof = _roof(nbytes, exps, ceil)
             rows.append(_row("roofline", {**shape, "pass": passes}, roof, nbytes, exps, ceil))
