@@ -23,334 +23,75 @@ Four implementations of the same function:
 * :func:`selective_scan`: the fused Triton kernels, forward and backward.
 * :func:`selective_state_update`: one recurrent step, for decoding.
 
-What stays on chip. Both forward kernels read u, Δ, z once, write out once,
-and read B and C once per program (from L2 after the first program of a
-group): the minimal HBM traffic. Discretisation (bias, softplus, ``Ā =
-exp2(Δ · A·log₂e)``: one exponential per (b, d, t, n), the count that sets
-the floor, since for N ≥ 8 the exp units and not HBM bound this kernel), the
-recurrence, the C contraction, D·u and the gate silu(z) all happen on chip.
-The state x reaches memory only as a checkpoint every ``bwd_block_t`` steps
-when a backward will follow (N floats per channel per checkpoint: under a
-tenth of the inputs' bytes), and as the last state when asked.
+How the fused kernels work
+--------------------------
+Programs. A program owns a block of channels of one batch element (inside one group of B and
+C) and walks the sequence in chunks of ``BLOCK_T`` steps. Its state, a ``(BLOCK_D, N)``
+float32 tile, stays in registers for the whole walk: at 16 states, 4 states a thread and the 4
+lanes of a channel splitting them. Input-dependent B and C are handed over as float32 copies
+transposed to ``(batch, [G,] L, N)``, so that step t's B_t is one contiguous vector.
 
-Three forward kernels (``config={"variant": ...}``), all parallel over (batch,
-channel blocks inside one group of B and C):
+What stays on chip (the forward; ``"pipelined"``, the default for N ≥ 4). Each chunk's u, Δ and
+z are read from HBM once, B and C once per program (a group's channels share them, so after the
+first program they come from L2), and out is written once: the minimal traffic, besides the
+transposed copies of B and C (2·N float32 a step and sequence, against 3·dim inputs). Everything
+else happens in registers: the bias and softplus of Δ; ``Ā = exp2(Δ·A·log₂e)``, one exponential
+per (b, d, t, n), the count that sets the floor (for N ≥ 8 the exp units, not HBM, bound this
+kernel); the recurrence ``x ← Ā x + (Δu) B``; the contraction ``y = Σ_n C x`` (a butterfly
+over a channel's lanes); D·u and the gate. Δ and Δ·u are computed once per (d, t) on the
+chunk's tile, and step j takes them from the lane that holds them: one ``shfl.sync.idx`` each
+(inline PTX) where the host has checked that the compiled register layout is the one its lane
+arithmetic assumes (``_launch_checked``), else a select and a butterfly. The next chunks'
+inputs are loaded one or two chunks ahead, in registers or through shared memory by Triton's
+software pipeliner (``_pipe_schedule``), so HBM latency hides behind a chunk of arithmetic.
 
-* ``"serial"``: a program holds a ``(BLOCK_D, N)`` float32 state
-  tile in registers and takes one step at a time: ``x = exp2(Δ_t·A₂) x +
-  (Δ_t u_t) B_t``, ``y_t = Σ_n x C_t``. Triton spreads the N states of a
-  channel over a few lanes (4 for N = 16), so the C contraction costs two
-  shuffles per step. B and C are handed over transposed, ``(batch, [G,] L,
-  N)``, so that B_t is one contiguous vector load; per chunk of ``BLOCK_T``
-  steps, Δ (bias, softplus) and Δ·u are computed once per (d, t) on the
-  chunk's tile and parked in a per-program scratch (L1/L2) from which each
-  step reads its column, so the lanes that share a channel do not repeat the
-  softplus; y collects in a ``(BLOCK_D, BLOCK_T)`` tile, and D·u, the gate
-  and the store happen once per chunk.
-* ``"scan"``: a program walks the sequence in chunks of ``BLOCK_T`` steps and,
-  per chunk, loops over the N states: ``tl.associative_scan`` along time on
-  the pairs ``(Ā_t, Δ_t B_t u_t)`` (combine ``(a₁, b₁)∘(a₂, b₂) = (a₁a₂,
-  a₂b₁ + b₂)``), plus the carry from the previous chunk (``x_t = Â_t x_in +
-  b̂_t``). The carry goes through a two-slot buffer in memory and a barrier
-  per chunk. All tiles of a program, B and C broadcast over its channels
-  included, are addressed alike so that they share one register layout.
+What is recomputed (the backward; ``bwd_variant="serial"``, the default). The forward that
+precedes a backward also writes the state every ``bwd_block_t`` (8) steps: a checkpoint, N
+floats per channel, under a tenth of the inputs' bytes. The backward walks the chunks from
+last to first. For each it recomputes the chunk's states from its checkpoint (a second
+exponential per element) and keeps x_t and Ā_t of its steps in registers; then it walks back a
+step at a time with the adjoint in registers, ``λ_t = μ + C_t dy_t``, ``μ ← Ā_t λ_t`` (so the
+shifted Ā_{t+1} is never needed). With ``b_t = Δ_t B_t u_t`` and ``x_{t-1} Ā_t = x_t − b_t``,
+every gradient is then local::
 
-* ``"pipelined"``: the serial recurrence (same state tile, same one exp per
-  element) without the serial kernel's per-chunk memory round trips. Δ and
-  Δ·u of the chunk stay in registers, in a tile laid out like the state tile,
-  and step j takes its column from the lane that holds it: one inline-PTX
-  ``shfl.sync.idx`` each (``shfl_idx``, the default where the compiled layout
-  is the one its lane arithmetic assumes: ``_launch_checked``), else a
-  compile-time select and the lanes' butterfly (``tl.sum(tl.where(tcol == j,
-  X, -0.0), 1)``, -0.0 built by ``_neg_zero``; two shuffles and two adds);
-  no scratch, no barrier. Each chunk's u and Δ are loaded two chunks ahead and
-  turned into its Δ, Δ·u tiles at the end of the chunk before it (z: a chunk
-  ahead), so HBM latency hides behind a chunk of arithmetic and no register
-  copy waits on a load in flight (the kernel's comments say why that matters).
-  ``bc_tile=True``
-  loads the chunk's B and C as ``(BLOCK_D, BLOCK_T, N)`` tiles whose
-  (channel, state) plane has the state tile's layout and whose time axis is
-  in registers (step j is a register selection); ``bc_tile=2`` loads them a
-  chunk ahead (two chunks live in registers); ``bc_tile=3``, B a chunk ahead
-  and C with its chunk (the default for float32 inference). ``stages=S`` with
-  ``bc_tile=0`` loads each chunk's inputs, and each step's B_t, C_t row, in
-  the chunk itself, inside a ``tl.range(..., num_stages=S)`` loop: Triton's
-  software pipeliner turns those loads into asynchronous copies into shared
-  memory S − 1 chunks ahead, and no load in flight holds registers (the
-  default before a backward and for split sequences: ``_pipe_schedule``).
-  With few sequences (batch
-  1), ``seg_len`` splits L across programs: pass 1 runs every segment but the
-  last from a zero state and keeps its end state and Σ Δ (the segment's decay
-  is ``exp(A Σ Δ)``); pass 2 reruns every segment, each program first folding
-  the earlier segments' end states into its entering state (``h ← exp(A Σ Δ)
-  h + end``, a few steps' work), and writes the outputs (twice the
-  exponentials, ``L / seg_len`` times the programs). By default it splits
-  only when there are fewer than 8 warps per SM. Chunks are 16 steps, with
-  registers capped at 168 so that every program of the headline shape is
-  resident at once (``_pipe_tiles``); before a backward, whose checkpoint
-  interval is 8 steps, the chunk writes its checkpoints from inside the step
-  loop.
-A "rowwise" variant (one thread per channel, its N states in registers: 9.4
-instructions per element against 16.8 in the sm_90a code) was built, timed on
-the H200 (``book/results/logs/gpu_selective_rowwise.txt``) and removed: one thread
-per channel gives batch·dim threads, about 3 warps per SM at the headline shape,
-so it must split the sequence (twice the exponentials) or starve; it was slower
-in bf16 there and only a little faster at batch 1, L 16K.
-A "lanes" variant (two rows a channel, each with half of its states, and the
-chunk's u, Δ, z loaded per row so that each lane holds its channel's Δ_t
-itself: 13.3 instructions an element at 70 registers, no barrier, compile-only)
-was built, timed on the H200 and removed: in every tile and register cap tried
-it was 1.5× to 3× slower than the default at the headline shape in bf16, 2× to
-4× in float32, and 8× to 18× at batch 1, L 16K, where it has no segments
-(``book/results/logs/selective_lanes_session6.json``). Nsight Compute
-(``book/results/logs/ncu_session6_lanes_vs_pipelined_bf16.txt``) says why: like
-rowwise, it has a thread per row, batch·dim·2 threads, 5.7 active warps per SM at
-the headline shape (the default: 11.2), each waiting on its loads (6 of its 8.8
-cycles between instructions), so a scheduler issued every sixth cycle.
+    du_t    = Σ_n λ_t Δ_t B_t  (+ D dy_t)          dB_t[n] = Σ_d λ_t Δ_t u_t
+    dΔ_t    = Σ_n (λ_t B_t u_t + A λ_t (x_t − b_t))  dC_t[n] = Σ_d x_t dy_t
+    dA[d,n] = Σ_t Δ_t λ_t (x_t − b_t)
 
-Instruction counts in the sm_90a code (compile-only: ``python -m
-ssmlib.bench.selective --compile-only``; N = 16, block 32×16, 4 warps, SASS of
-the chunk loop per (b, d, t, n) element of a thread): serial ≈ 11.8 with 2
-barriers and 2 scratch loads per step, pipelined ≈ 14.0 with no barrier (6
-shuffles per step, 2 more than serial), scan ≈ 19 (bf16) to 30 (fp32),
-against a budget of 8 issue slots per exponential (the H200 issues 4
-warp-instructions per clock per SM and has 16 exp lanes). The serial kernel
-runs several times its floor at the headline shape (``triton_serial`` in
-``book/results/selective_scan.json``): it is latency-bound (about 12
-warps per SM, and each chunk waits for its loads, a scratch round trip and two
-barriers), not issue-bound, which is what "pipelined" addresses. The sweep
-(``python -m ssmlib.bench.selective --sweep-only``, ``book/results/selective_scan_sweep.json``)
-measured all three on the H200: "pipelined" with ``bc_tile=2`` is the default
-for N ≥ 4, "scan" below.
+(dy: the gradient of y, the gate's derivative applied; dΔ then through the softplus). No ``(batch, dim, L, N)`` tensor is ever
+stored. Input-dependent dB_t, dC_t are summed over a program's channels on chip once per chunk
+and written as float32 partials per channel block; per-channel parameter gradients (dA, dD,
+d delta_bias, fixed dB and dC) are written per batch element. The host adds both:
+deterministic, no atomics.
 
-Where the default forward's time goes (N = 16, 32×16 tiles, B and C a chunk ahead, 168
-registers): about 11.1 SASS instructions per element in bf16, 10.6 in float32 (C with its
-chunk), compile-only (``book/results/logs/compile_selective_session10.json``); 12.5 with the
-butterfly instead of ``shfl_idx``, 13.6 before the softplus's log became one MUFU.LG2
-(``runtime.softplus``) and the chunk inputs' new schedule. Per step and thread (4 states)
-that is 4 exponentials with their 4 multiplies, 4 FFMAs for the state, 4 multiplies by
-B, the C contraction (a multiply, 3 FFMAs, a 2-level butterfly), and what gives every
-lane of a channel its Δ_t and Δ_t·u_t: with the butterfly about 10 instructions (a select
-and a 2-level butterfly each), with ``shfl_idx`` two shuffles and the selects. It was
-16.6 until two fixes (compile-only,
-``book/results/logs/compile_selective_session8.json``): the selections' -0.0 is built
-from its bits (``_neg_zero``; Triton 3.6 folds the literal -0.0 to +0.0, and x + 0.0 is
-not x for x = -0.0, so the compiler had to keep the adds of the unselected registers in
-every step's B, C and Δ, Δ·u selections: 2.1 instructions an element), and the next
-chunk's B and C are loaded unmasked when the chunks are whole (a masked load first
-zeroes the registers of its masked-off lanes: 64 instructions a chunk, 1 an element). On
-the H200 that took the bf16 forward from 0.330 to 0.317 ms and float32 from 0.373 to
-0.366 (old and new kernels alternating in one run,
-``book/results/logs/selective_ab_session8.json``): 18% fewer instructions, 4% less time,
-because the loop is latency-bound, not issue-bound (below). In the serial backward the
-same -0.0 made float32 forward+backward slower (1.93 against 1.79 ms; bfloat16 equal),
-so it keeps +0.0. At perfect issue (4 warp-instructions per clock per SM, 8 an
-exponential) 13.6 alone take 1.7× the exp-bound floor (16.6: 2.1×); Nsight Compute
-(``tools/profile_kernels.py``) saw the 8-step version issue 0.68
-instructions per clock per scheduler with 10 resident warps per SM, and the
-default (16 steps, 168 registers) 0.66 with 11.2 and its L1 at 69% of its
-throughput, 3.7 M of its requests local-memory spills of the register cap
-(``book/results/logs/ncu_session6_lanes_vs_pipelined_bf16.txt``): fewer
-instructions alone would not halve its time: with 8 states a thread (``block_d``
-16·``num_warps``, Triton's (1, 8) × (16, 2) layout; 10.5 instructions an element at 96
-registers with ``stages`` 3, compile-only) the bf16 forward took 0.2750 ms against the
-default's 0.2753 when kept whole (half the warps, so the default would split it), and
-fwd+bwd lost, 1.514 → 1.535 (``book/results/logs/selective_ab_session12_call2.json``).
-Its per-instruction stall samples
-(``book/results/logs/ncu_selective_fwd_source_session9.csv``) showed where a fifth of the
-waiting was: ptxas issued the loads of u, Δ, z two chunks ahead late in the loop body, and
-the register copies of the rotation (and the spills of the 168-register cap) right after
-them waited for HBM. Preparing each chunk's inputs at the end of the previous chunk from
-tiles loaded a chunk earlier, with the approximate log, took the forward from 0.317 to 0.294
-ms in bf16 and 0.365 to 0.300 in float32 (B and C as ``bc_tile=3`` there), alternating old
-and new kernels (``book/results/logs/selective_ab_session9_call3.json``, ``..._call4.json``).
-Forward and backward went 1.76 → 1.72 ms in bf16 and 1.76 → 1.81 in float32, which neither
-change explains alone: with libdevice's log the new schedule gave 1.93 (``..._call4.json``),
-and the approximate log with the old schedule in the checkpointing forward 1.81
-(``..._call5.json``); the backward and that forward are at their register caps, where small
-changes of code move their spills. What still
-stalls is the load of chunk c + 1's z and its spill at the end of the loop body (the cap
-leaves no room to keep it in flight: ``..._call3.csv``). Handing
-Δ over in a layout replicated across a channel's lanes would remove most of
-the butterfly's 10 instructions; Triton 3.6 offers no way to ask for it
-(compile-only: a 3D broadcast of the Δ tile made it pick layouts with
-shared-memory round trips and spills every step, 8× the loop's instructions;
-``tl.gather``, 2×). ``shfl_idx`` takes step j's Δ_t and Δ_t·u_t with an
-inline-PTX ``shfl.sync.idx`` from the lane that holds them. Which lane that is
-depends on the register layout Triton picks, and that changes with what it may
-assume of the arguments (8×4 lanes over the (channel, step) tile when every
-pointer and integer argument is known to be a multiple of 16, as at the headline
-shape; 2×16 with fewer such guarantees). So the host reads each specialization's
-compiled TTGIR once and keeps ``shfl_idx`` only where every lane-id read and
-shuffle is in the 8×4 layout (``_launch_checked``; elsewhere the butterfly runs, and
-results never depend on the layout). A first version checked the layout inside
-the kernel instead, and on the H200 its check itself was compiled into another
-layout (``book/results/logs/gpu_session10_call1.txt``: NaN outputs, as designed for
-a failed check). On the H200, alternating with ``shfl_idx=False`` in one run
-(``book/results/logs/selective_ab_session10_call2.json``, medians of 3): the forward
-0.294 → 0.275 ms in bf16 and 0.304 → 0.269 in float32 at the headline shape, 0.373 →
-0.344 at batch 1, L 16K; fwd+bwd 1.684 → 1.668 (bf16) and 1.773 → 1.726 (float32).
-A variant went around it: each chunk's Δ and Δ·u tiles stored to a
-per-program scratch (two slots, one barrier a chunk), each step loading its
-column, one value per lane: 12.2 instructions an element with B and C loaded
-per step (64 registers), 13.4 with them per chunk (239; compile-only). On the
-H200 it was slower than the default in every form timed (bf16 at batch 8,
-dim 1536, L 2K: 0.42 ms against 0.34; ``book/results/logs/selective_scratch.json``),
-fewer instructions notwithstanding: each step's load from the scratch sits on
-the recurrence's chain, where the butterfly's shuffles did not wait on memory.
-It was removed (git log: "selective: remove the scratch variants").
+Few sequences (batch 1). With fewer than 8 warps an SM, both passes split L into segments
+across programs. Forward: pass 1 runs every segment but the last from a zero state and keeps
+its end state and Σ Δ (the segment's decay is ``exp(A Σ Δ)``); pass 2 reruns every segment,
+each program first folding the earlier segments into its entering state, ``h ← exp(A Σ Δ) h +
+end``. Backward: the adjoint obeys a linear recurrence too, ``μ ← Ā_t (μ + C_t dy_t)``, so
+pass 1 (``_selective_scan_bwd_adjoint_kernel``) walks every segment but the first backward from
+a zero adjoint, without states, and pass 2 folds the later segments into its entering adjoint.
+A split costs one more exponential per element and buys many times the programs.
 
-The fused backward walks the chunks in reverse. For each chunk and state n it
-*recomputes* the states from the checkpoint (a forward scan), then scans for
-the adjoint ``g_t = ∂L/∂x_t = C_t dy_t + Ā_{t+1} g_{t+1}``. The shifted
-coefficient ``Ā_{t+1}`` would need a second exponential or a shifted copy of
-the tile; instead the adjoint scan carries segment triples ``(first Ā,
-product of the rest, partial sum)``, which gives g directly. That scan runs
-backwards in time; Triton 3.6 lowers ``reverse=True`` as a flip (about 20
-instructions and 5 shuffles per element) of each of the three carried values
-in and out. The kernel instead runs a forward scan on Ā of the time-reversed
-Δ (a second exponential, cheaper than a flip) and on the flipped C·dy, and
-flips the result once. (``bwd_flip=True``: load the chunk in reversed time
-order and flip the recomputed states instead; the sweep compares.) The
-quantities the gradients need are then local: with ``b_t = Δ_t B_t u_t`` and
-``x_{t-1} Ā_t = x_t − b_t``,
+The other kernels, selectable with ``config`` (and compared in the benchmark's sweep): the
+forward ``"serial"`` (the same recurrence, the chunk's Δ and Δ·u passed to the steps through a
+per-program scratch and a barrier) and ``"scan"`` (``tl.associative_scan`` along time, a state
+at a time; the default below 4 states), and the backward ``"scan"`` (associative scans forward
+for the states and backward for the adjoint).
 
-    du_t   += g_t Δ_t B_t                       dB_t[n] += Σ_d g_t Δ_t u_t
-    dΔ_t   += g_t B_t u_t + A (x_t − b_t) g_t   dC_t[n] += Σ_d x_t dy_t
-    dA[d,n] += Σ_t Δ_t (x_t − b_t) g_t
-
-so no (batch, dim, L, N) tensor is ever stored. The backward is the slow part:
-about 95 instructions per (b, d, t, n) in the sm_90 code (scans, flips and
-the per-chunk reductions), against 13–15 for the serial forward. Input-dependent dB and dC are
-summed over the program's channels on chip and added to float32 buffers with
-atomics (several channel blocks share a group); per-channel parameter
-gradients (dA, dD, d delta_bias, fixed dB/dC) are written per batch element
-and summed on the host, so they are deterministic. The adjoint carried
-between chunks (``Ā g`` at the chunk's first step) goes through a two-slot
-buffer like the scan forward's state.
-
-A second backward, ``config={"bwd_variant": "serial"}`` (the default: the
-fastest in the H200 sweep; the one above is ``"scan"``), follows the
-serial forward: a program holds a ``(BLOCK_D, N)`` tile and walks the chunks
-(``bwd_block_t`` steps, 8 by default: the checkpoint interval) from last to
-first. Per chunk it recomputes the states forward from the checkpoint, one
-exponential per (b, d, t, n), keeping x_t and Ā_t of the chunk's steps in
-``(BLOCK_D, BLOCK_T, N)`` register tiles (time in registers), then walks the
-chunk backward a step at a time with the adjoint in registers,
-``λ_t = μ + C_t dy_t``, ``μ ← Ā_t λ_t`` (so Ā_t is reused, not recomputed),
-accumulating dA (and fixed dB, dC) per (d, n) and the per-step ``Σ_n λ_t B_t``,
-``Σ_n A λ_t (x_t − b_t)`` that give du_t and dΔ_t. Input-dependent dB_t, dC_t
-are summed over the program's channels once per chunk and written as float32
-partials per (channel block, t, n), which the host adds: deterministic, no
-atomics, no adjoint buffer, one barrier-bound reduction per chunk. In the
-sm_90a code (block 32×8, 4 warps, N 16): about 55 SASS instructions per
-element against about 107 for "scan" (whose per-state loop alone has 12
-barriers and 2 exponentials per element), no spills; about a third of the 55
-is the chunk's reduction of dB, dC over the channels (a butterfly over the 8
-lanes of a warp that share a state, then shared memory). Its costs besides: checkpoints
-every 8 steps (N/8 floats per (b, d, t): 8 bytes at N = 16, written by the
-forward and read back), the partials (``dim / block_d`` float32 copies of dB
-and dC), and at N < 16 the chunk tiles (``max(block_t, N)`` wide) no longer
-share the state tile's layout (conversions through shared memory per step).
-A variant handed the chunk's Δ, Δ·u and dy columns to the steps through a
-per-program scratch (a load a step per lane) and summed the dB, dC terms over
-the channels there (each lane adding its own column of the stored tile): 35.8
-instructions an element against 48.8, 48 shuffles a chunk against 288, no
-spills (compile-only), yet slower on the H200 (fwd+bwd 2.17 ms against 2.07 at
-batch 8, dim 1536, L 2K, bf16; slower still with a register cap), and removed
-with the forward's. What did pay there is a cap on the default's registers: 255
-a thread uncapped, so 8 one-warp programs an SM; at 168 (a few spills) 12,
-and fwd+bwd fell to 1.84 ms. ``_bwd_serial_maxnreg`` caps it where programs
-outnumber the SMs several times over (at batch 1 the cap was slower). Under
-the cap, ``bwd_reload`` (``_bwd_reload``) has the backward walk read each
-step's B_t, C_t rows again from L1 rather than keep the recompute's rows
-live across it: 256 → 44 bytes of spills, and fwd+bwd 1.539 → 1.464 ms in
-bf16, 1.629 → 1.471 in float32. With few sequences (batch 1: 128 one-warp
-programs at dim 1024, under one an SM) ``bwd_seg_len`` splits the serial
-backward over L as ``seg_len`` splits the forward, the other way round: the
-adjoint obeys a linear recurrence too (μ ← Ā_t (μ + C_t dy_t)), so pass 1
-(``_selective_scan_bwd_adjoint_kernel``) walks every segment but the first
-backward from a zero adjoint, with no states (one exp and two FMAs an
-element), and keeps its outgoing μ⁰ and Σ Δ; pass 2, the serial backward on a
-(programs, segments) grid, folds the later segments' (μ ← exp2(A₂ Σ Δ) μ + μ⁰)
-into its entering adjoint, and writes its sums over time (dA, dD, d delta_bias,
-fixed dB, dC) per segment for the host to add (``_bwd_seg_chunks``: as many
-segments as 12 one-warp programs an SM hold). At batch 1, dim 1024, bf16 the
-kernels of a fwd+bwd took 610 → 200 µs at L 2K, 1211 → 353 at 4K and 4823 →
-1280 at 16K (``book/results/logs/profile_b1_split_session12.json``,
-torch.profiler); segments of 1024 steps did worse than the default at all
-three. In float32 the split's gradients were closer to the float64 reference
-than one segment's. Its
-8 × 16 (channel, column) tiles on one warp have the layout ``shfl_idx`` was
-written for, so ``bwd_shfl_idx`` (the default where the compiled layout
-checks out, ``_launch_checked``) takes each step's Δ, Δ·u and dy with one
-``shfl.sync.idx`` each: 50.1 → 47.3 instructions an element (bf16,
-compile-only, ``book/results/logs/compile_selective_session10.json``); on the
-H200 fwd+bwd went 1.659 → 1.605 ms in bf16 and 1.708 → 1.685 in float32
-(``book/results/logs/selective_ab_session10_call3.json``, medians of 3
-alternating runs). The per-chunk sums of dB and dC over the 8 channels were
-also tried as a reduce-scatter over the chunk's 8 steps (``shfl.sync.bfly``,
-three levels; a lane ends with one step's sums): 264 → 128 shuffles a chunk,
-no shared memory or barrier left in the loop, 47.3 → 44.5 instructions an
-element, but 256 → 376 bytes of spills at the 168-register cap, and on the
-H200 fwd+bwd went 1.61 → 1.95 ms in bf16, 1.70 → 2.10 in float32 and 4.96 →
-5.91 at batch 1, L 16K (``book/results/logs/selective_ab_session10_call4.json``),
-so it was not kept (git branch ``exp11``). With ``bwd_reload`` its spills fit
-(88 bytes, 41.7 instructions an element), but it still lost: fwd+bwd 1.460 →
-1.512 ms in bf16 and 1.467 → 1.539 in float32 at the headline shape, and the
-split backward kernel at batch 1, L 16K 697 → 722 µs
-(``book/results/logs/selective_ab_session12_call1.json``, branch ``exp17``). Nor was shuffling the source lane's
-register j % 4 without the select (branch ``exp12``): 11.06 → 10.53 instructions
-an element in the bf16 forward, 10.64 → 10.05 in float32, 47.3 → 46.5 in the
-backward (compile-only), bitwise the same results, and on the H200 bf16 took the
-same time and the float32 forward 0.266 → 0.305 ms
-(``book/results/logs/selective_ab_session10_call6.json``). Nor was the
-serial backward's chunk loop run through Triton's software pipeliner (its
-chunk inputs and B_t, C_t rows copied into shared memory chunks ahead, as the
-forward before a backward now does: ``_pipe_schedule``): 5.6 KB of shared
-memory, but 480 bytes of spills instead of 256 and 56.5 instructions an
-element instead of 47.3 (compile-only), and fwd+bwd went 1.533 → 2.306 ms in
-bf16, 1.614 → 2.185 in float32
-(``book/results/logs/selective_ab_session11_call1.json``, git branch
-``exp13``). Where the default fwd+bwd's time goes (bf16, torch.profiler,
-``book/results/logs/profile_fwdbwd_session11.json``): the backward kernel
-1.11 ms, the forward 0.28, and the host's sums of the dB/dC partials over the
-channel blocks 0.12 (they read 400 MB). Nsight Compute on the default forward after this
-(``book/results/logs/ncu_selective_fwd_session10.txt``, ``..._source_session10.csv``):
-0.54 instructions issued a cycle per scheduler with 11.1 warps an SM, and a
-fifth of the stall samples on two byte-permutes that unpack the raw bf16 tiles
-of a chunk two ahead, just loaded, for spill stores the 168-register cap forces.
-Nsight Compute on the training pass (``book/results/logs/ncu_selective_*_session12.txt``
-and ``..._source_session12.csv``): the forward before a backward (384 programs
-of 4 warps, 2.9 an SM where 6 fit: 11.3 warps an SM) and the backward (12
-one-warp programs an SM) both issue 0.56–0.58 instructions a cycle per
-scheduler with L1 at 85–87% of its throughput; the backward's largest single
-stalls (a fifth of its samples) wait on the chunk's u, Δ loads and on a
-spilled address. Loading the next chunk's u, Δ, dy, z and checkpoint a chunk
-ahead in registers (bitwise the same gradients) spilled 44 → 184 bytes at the
-cap and lost: 1.444 → 1.520 ms in bf16, 1.516 → 1.535 in float32; a cap of
-192 lost more (``book/results/logs/selective_ab_session12_call5.json``). Nor did
-the forward gain from computing a chunk's 64 exponentials a thread ahead of its
-recurrence (all independent of one another, to cover the exp unit's latency those
-stalls wait on; same instruction count, compile-only): bf16 0.276 → 0.272 ms,
-float32 0.289 → 0.299, fwd+bwd 1.462 → 1.479 (bf16), 1.467 → 1.468 (float32)
-(``book/results/logs/selective_ab_session13_call1.json``, medians of 5 alternating
-runs; the change: ``book/results/logs/selective_exp_ahead_session13.diff``). The
-kernels already overlap what they can.
-
-On the host, every launch goes through :func:`ssmlib.runtime.launch`, which keeps
-the compiled kernel of each specialization (argument dtypes, 16-byte alignment,
-integers that are 1 or multiples of 16, constexprs) and launches it directly,
-without Triton's argument binding: on the H200's host the pipelined forward's launch
-took 20 µs against 27–31 through ``kernel[grid]``
-(``book/results/logs/gpu_session13_callA.txt``); in an earlier run, on a slower host,
-the previous path (its layout check, then ``kernel[grid]``) took 63 against 46
-(``..._call3_host.txt``). A batch-1
-call is host-bound below L 16K (the kernels of a forward at L 2K take 0.05 ms): in
-alternating runs (``book/results/logs/host_ab_session13.jsonl``, medians of 3; this
-host's timings vary up to 2× run to run) a forward at L 2K took 243 → 160 µs,
-forward+backward 1.49 → 0.99 ms, a decoding step (``selective_state_update``,
-batch 64) 72 → 42 µs.
+Where the time goes. ``python -m ssmlib.bench selective`` times the kernels against their floor
+(``book/results/selective_scan*.json``). Its rows of the default kernels also carry the SASS
+instructions each kernel issues per (b, d, t, n) element (``sass_per_elem``, read from the
+cubins the call launched) and the time those take at the SMs' peak issue rate
+(``issue_floor_ms``). An SM issues 8 thread-instructions in the time its exp units take for one
+exponential (4 warp-instructions a clock against 16 exponentials), so a kernel that issues more
+than 8 an element cannot reach the exp floor whatever its schedule. The default forward issues
+more than that and the backward several times more (``sass_per_elem``): beyond the arithmetic
+of the formulas above, the selections, shuffles and loads that give every lane what its step
+needs, and in the backward the butterflies that sum dB_t and dC_t over the channels.
+``python -m ssmlib.bench.selective --compile-only`` gives every kernel's registers, spills and
+instruction counts without a GPU. Every variant built, kept or not, with
+what it measured and the logs behind it: ``book/results/logs/selective_design_log.md``.
 
 Arithmetic is float32 (float64 for float64 inputs, so the tests can
 ``gradcheck`` the kernels); the state is never rounded to the input dtype.
