@@ -13,6 +13,7 @@ from ssmlib.bench.__main__ import main as bench_main  # noqa: E402
 @pytest.mark.parametrize("name", ["linear_recurrence", "linear_recurrence_sweep", "hippo_projection",
                                   "hippo_projection_sweep", "selective_scan",
                                   "selective_scan_length", "selective_scan_memory", "selective_scan_sweep",
+                                  "selective_scan_vs_mamba",
                                   "krylov", "ssd_sweep", "ssd", "ssd_vs_attention"])
 def test_committed_results_are_complete(name):
     res = bench.load(name)

@@ -1155,6 +1155,23 @@ def test_issued_reads_the_kernels_a_call_launched():
     assert both["issue_floor_ms"] > fwd["issue_floor_ms"] > 0
 
 
+def test_patch_mamba_sources():
+    """The cut-down build of mamba_ssm's CUDA scan for the side-by-side run: BOOL_SWITCH keeps its true
+    branch (raising on a false condition), half inputs and complex A dispatch to dead branches; sources
+    other than the ones the edits were written for are refused, not half-patched."""
+    from ssmlib.bench import selective as sb
+    switch = "#define BOOL_SWITCH(COND, CONST_NAME, ...) \\\n    [&] { \\\n" + sb._ALL_BRANCHES + "\n    }()\n"
+    binding = "\n".join(old for old, _, _ in sb._BINDING_EDITS)
+    new_switch, new_binding = sb.patch_mamba_sources(switch, binding)
+    assert new_switch.startswith("#include <stdexcept>") and "throw std::runtime_error" in new_switch
+    assert "= false" not in new_switch and new_switch.count("return __VA_ARGS__();") == 1
+    assert "at::Half" not in new_binding and "complex" not in new_binding and new_binding.count("if (false)") == 2
+    with pytest.raises(ValueError, match="BOOL_SWITCH"):
+        sb.patch_mamba_sources(switch.replace("if (COND)", "if ((COND))"), binding)
+    with pytest.raises(ValueError, match="selective_scan.cpp"):
+        sb.patch_mamba_sources(switch, binding + "\nif (ITYPE == at::ScalarType::Half) {")
+
+
 def test_bench_dry_run(monkeypatch):
     """The benchmark suite's timing code, on tiny shapes through the interpreter (times are fake)."""
     if GPU:

@@ -27,6 +27,12 @@ Writes four files under ``book/results/``:
   ``python -m ssmlib.bench.selective --sweep-only [--out DIR]`` writes only
   this file.
 
+``python -m ssmlib.bench.selective --versus-mamba DIR [--out DIR2]`` writes
+``selective_scan_vs_mamba.json``: ours and mamba_ssm's CUDA kernels (``selective_scan_cuda``,
+compiled on the spot from its unpacked source distribution DIR by :func:`build_mamba_cuda`;
+benchmarking only, never committed; ``python tools/fetch_baselines.py`` fetches it into
+``.baselines/``, and the GPU machine needs nvcc and ninja) at the same inputs, back to back.
+
 The headline and by-length rows include ``triton_serial`` (the "serial" forward,
 the default before the first sweep) next to ``triton`` (the default: "pipelined").
 
@@ -44,6 +50,8 @@ run: the exp rate by :func:`exp_rate`, a Triton kernel doing nothing but
 ``exp2`` (``ceilings["exp_per_s"]``). Rows carry ``exps`` and ``flops`` (= exps).
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import triton
@@ -486,6 +494,130 @@ def run(ceil: dict, sweep: bool = False) -> list[dict]:
     return results
 
 
+# ----------------------------------------------------------------------------- mamba_ssm's CUDA scan beside ours
+#: mamba_ssm's ``csrc/selective_scan`` files compiled for the side-by-side run: the binding and the
+#: float32 and bfloat16 kernels with real A.
+MAMBA_CUDA_SOURCES = ("selective_scan.cpp", "selective_scan_fwd_fp32.cu", "selective_scan_fwd_bf16.cu",
+                      "selective_scan_bwd_fp32_real.cu", "selective_scan_bwd_bf16_real.cu")
+_ALL_BRANCHES = """        if (COND) {                                                                  \\
+            constexpr bool CONST_NAME = true;                                        \\
+            return __VA_ARGS__();                                                    \\
+        } else {                                                                     \\
+            constexpr bool CONST_NAME = false;                                       \\
+            return __VA_ARGS__();                                                    \\
+        }                                                                            \\"""
+_TRUE_BRANCH = """        if (!(COND)) throw std::runtime_error(#CONST_NAME " is false: not compiled here"); \\
+        constexpr bool CONST_NAME = true;                                            \\
+        return __VA_ARGS__();                                                        \\"""
+#: (old, new, how many times old occurs) in mamba_ssm 2.3.2's selective_scan.cpp: half inputs and
+#: complex A dispatch to dead branches that instantiate the float32 kernels (whose files are compiled).
+_BINDING_EDITS = (("if (ITYPE == at::ScalarType::Half) {", "if (false) {", 1),
+                  ("using input_t = at::Half;", "using input_t = float;", 1),
+                  ("} else if (WTYPE == at::ScalarType::ComplexFloat) {", "} else if (false) {", 1),
+                  ("using weight_t = c10::complex<float>;", "using weight_t = float;", 1))
+
+
+def patch_mamba_sources(static_switch: str, binding: str) -> tuple[str, str]:
+    """mamba_ssm's ``static_switch.h`` and ``selective_scan.cpp`` cut down to what the side-by-side
+    run calls, so that they compile in minutes rather than half an hour: ``BOOL_SWITCH`` compiles
+    its true branch only (input-dependent B and C, z, softplus, whole chunks; a false condition
+    raises), and the binding dispatches float32 and bfloat16 inputs with real A only. Raises
+    ``ValueError`` if the sources are not the ones these edits were written for."""
+    if static_switch.count(_ALL_BRANCHES) != 1:
+        raise ValueError("static_switch.h: BOOL_SWITCH is not the one of mamba_ssm 2.3.2")
+    static_switch = "#include <stdexcept>\n" + static_switch.replace(_ALL_BRANCHES, _TRUE_BRANCH)
+    for old, new, times in _BINDING_EDITS:
+        if binding.count(old) != times:
+            raise ValueError(f"selective_scan.cpp: {old!r} found {binding.count(old)} times, not {times}")
+        binding = binding.replace(old, new)
+    return static_switch, binding
+
+
+def build_mamba_cuda(src: Path, build_dir: Path):
+    """mamba_ssm's CUDA selective scan, compiled from an unpacked sdist ``src`` (the folder that
+    holds ``csrc/``) for this GPU into ``build_dir`` (:func:`patch_mamba_sources`; needs nvcc and
+    ninja). Returns the extension module (``fwd``, ``bwd``)."""
+    import shutil
+
+    from torch.utils.cpp_extension import load
+    work = build_dir / "selective_scan"
+    shutil.copytree(src / "csrc" / "selective_scan", work, dirs_exist_ok=True)
+    switch, binding = patch_mamba_sources((work / "static_switch.h").read_text(),
+                                          (work / "selective_scan.cpp").read_text())
+    (work / "static_switch.h").write_text(switch)
+    (work / "selective_scan.cpp").write_text(binding)
+    major, minor = torch.cuda.get_device_capability()
+    flags = ["-O3", "-std=c++17", "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
+             "-U__CUDA_NO_BFLOAT16_OPERATORS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__",
+             "-U__CUDA_NO_BFLOAT162_OPERATORS__", "-U__CUDA_NO_BFLOAT162_CONVERSIONS__",
+             "--expt-relaxed-constexpr", "--expt-extended-lambda", "--use_fast_math",
+             f"-gencode=arch=compute_{major}{minor},code=sm_{major}{minor}"]   # mamba_ssm's setup.py flags
+    return load(name="mamba_selective_scan_cuda", sources=[str(work / f) for f in MAMBA_CUDA_SOURCES],
+                extra_cflags=["-O3", "-std=c++17"], extra_cuda_cflags=flags, build_directory=str(build_dir))
+
+
+def _mamba_calls(mod, t):
+    """(forward, forward+backward) closures of mamba_ssm's kernels on the inputs ``t`` (B and C
+    as one group), as its ``selective_scan_fn`` calls them; the forward returns the gated output."""
+    B, C = t["B"][:, None], t["C"][:, None]
+    args = (t["u"], t["delta"], t["A"], B, C, t["D"], t["z"], t["delta_bias"])
+
+    def fwd():
+        return mod.fwd(*args, True)[2]
+
+    dout = torch.ones_like(t["u"])
+
+    def fwd_bwd():
+        out, x, _z = mod.fwd(*args, True)
+        return mod.bwd(*args, dout, x, out, None, True, False)
+    return fwd, fwd_bwd
+
+
+def _our_grads(t):
+    leaves = _leaves(t)
+    out = _call(selective_scan, leaves)
+    return out.detach(), torch.autograd.grad(out, list(leaves.values()), torch.ones_like(out))
+
+
+def versus_mamba(ceil, mod, shapes=((8, 1536, 2048, 16), (1, 1024, 2048, 16), (1, 1024, 16384, 16)),
+                 dtypes=(torch.float32, torch.bfloat16)) -> dict:
+    """Ours (``triton``) and mamba_ssm's CUDA kernels (``mamba_ssm_cuda``, built by
+    :func:`build_mamba_cuda`) at the same inputs, timed back to back, forward and forward+backward,
+    eager and replayed from a CUDA graph (``_graph`` rows: the kernels without the host). Every
+    mamba_ssm row carries ``rel_err`` of its output (forward) or of its gradients of u, Δ, B, C
+    (forward+backward) against ours, and ``speedup_vs_mamba`` (mamba_ssm's time / ours) sits in
+    our rows."""
+    rows = []
+    for batch, dim, L, N in shapes:
+        for dtype in dtypes:
+            t = _inputs(batch, dim, L, N, dtype)
+            shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype]}
+            m_fwd, m_fwd_bwd = _mamba_calls(mod, t)
+            ours_out, ours_g = _our_grads(t)
+            m_out = m_fwd()
+            m_g = m_fwd_bwd()
+            # mamba_ssm's bwd: du, ddelta, dA, dB, dC, ...; ours in the order of _inputs' keys
+            errs = {"fwd": rel_err(m_out, ours_out)}
+            errs["fwd+bwd"] = max(rel_err(m_g[0], ours_g[0]), rel_err(m_g[1], ours_g[1]),
+                                  rel_err(m_g[3][:, 0], ours_g[3]), rel_err(m_g[4][:, 0], ours_g[4]))
+            for passes in ("fwd", "fwd+bwd"):
+                nbytes, exps = counts(batch, dim, L, N, t["u"].element_size(), backward=passes != "fwd")
+                ours = (lambda: _call(selective_scan, t)) if passes == "fwd" else _fwd_bwd(selective_scan, t)
+                theirs = m_fwd if passes == "fwd" else m_fwd_bwd
+                for mode, timer in (("", median_ms), ("_graph", graph_ms)):
+                    ms = {"triton": timer(ours), "mamba_ssm_cuda": timer(theirs)}
+                    sh = {**shape, "pass": passes}
+                    rows.append(_row("triton" + mode, sh, ms["triton"], nbytes, exps, ceil,
+                                     speedup_vs_mamba=ms["mamba_ssm_cuda"] / ms["triton"]))
+                    rows.append(_row("mamba_ssm_cuda" + mode, sh, ms["mamba_ssm_cuda"], nbytes, exps, ceil,
+                                     rel_err=errs[passes]))
+                    print(f"  {sh} {mode or 'eager'}: ours {ms['triton']:.3f} ms, mamba_ssm {ms['mamba_ssm_cuda']:.3f} "
+                          f"ms, rel_err {errs[passes]:.2e}")
+            del t
+            torch.cuda.empty_cache()
+    return {"benchmark": "selective_scan_vs_mamba", **environment(), "ceilings": ceil, "rows": rows}
+
+
 # ----------------------------------------------------------------------------- compile-only report (no GPU)
 #: (variant, dtype, block_d, block_t, num_warps, N) the compile-only report covers.
 #: "pipelined+bc_tile" ("+bc_tile2", "+bc_tile3") is the pipelined kernel with config bc_tile=1 (2, 3);
@@ -674,6 +806,14 @@ if __name__ == "__main__":
     if "--compile-only" in sys.argv:
         for r in compile_report(COMPILE_CONFIGS + COMPILE_BWD_CONFIGS):
             print(json.dumps(r))
+    elif "--versus-mamba" in sys.argv:    # on the GPU: selective_scan_vs_mamba.json (the build: minutes)
+        import tempfile
+
+        from . import RESULTS, ceilings, save
+        src = Path(sys.argv[sys.argv.index("--versus-mamba") + 1])
+        out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS
+        mod = build_mamba_cuda(src, Path(tempfile.mkdtemp(prefix="mamba_build_")))
+        print(f"wrote {save(versus_mamba({**ceilings(), 'exp_per_s': exp_rate()}, mod), out)}")
     elif "--sweep-only" in sys.argv:      # on the GPU: only selective_scan_sweep.json (a few minutes)
         from pathlib import Path
 
@@ -685,4 +825,5 @@ if __name__ == "__main__":
         for r in res["rows"]:
             print({k: v for k, v in r.items() if k not in ("bytes", "flops", "exps")})
     else:
-        print("use: python -m ssmlib.bench selective [--sweep]; here: --compile-only (no GPU) or --sweep-only")
+        print("use: python -m ssmlib.bench selective [--sweep]; here: --compile-only (no GPU), --sweep-only "
+              "or --versus-mamba MAMBA_SSM_SDIST_DIR")
