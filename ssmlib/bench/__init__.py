@@ -162,6 +162,33 @@ def sass_loop_stats(cubin: bytes) -> dict:
             "bar_total": count(insts, r"\bBAR\b")}
 
 
+def import_from_mamba_sdist(root, module: str, env: str = "root"):
+    """``mamba_ssm.<module>`` (e.g. ``"ops.triton.ssd_combined"``) from mamba_ssm's unpacked source
+    distribution at ``root`` (the folder that holds its ``mamba_ssm/`` package), for benchmarking
+    beside it. ``import mamba_ssm`` fails without its CUDA build, so this registers empty stub
+    packages ``mamba_ssm``, ``mamba_ssm.ops``, ``mamba_ssm.ops.triton`` and ``mamba_ssm.utils``
+    whose ``__path__`` points into that folder, then imports the module. Without ``root`` (``env``
+    names the setting that gives it, for the message), an installed mamba_ssm."""
+    import importlib
+    import types
+    if not root:
+        try:
+            return importlib.import_module(f"mamba_ssm.{module}")
+        except Exception as e:  # noqa: BLE001
+            raise ImportError(f"{env} not set and mamba_ssm not importable ({e!r})") from e
+    pkg = Path(root) / "mamba_ssm"
+    path = pkg / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        raise ImportError(f"{path} not found ({env}={root})")
+    for name, sub in (("mamba_ssm", ""), ("mamba_ssm.ops", "ops"), ("mamba_ssm.ops.triton", "ops/triton"),
+                      ("mamba_ssm.utils", "utils")):
+        if name not in sys.modules:
+            m = types.ModuleType(name)
+            m.__path__ = [str(pkg / sub)]
+            sys.modules[name] = m
+    return importlib.import_module(f"mamba_ssm.{module}")
+
+
 def compile_error(e: Exception) -> str:
     """A failed compilation for a compile-only report: the exception's type and the end of its
     message (Triton's CompilationError prints the kernel's source first and the cause last)."""

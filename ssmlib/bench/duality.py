@@ -52,8 +52,8 @@ machine, so carry these onto it):
   Imported as ``fla.ops.simple_gla.chunk_simple_gla``.
 * the ``mamba-ssm`` *source distribution* from PyPI, unpacked anywhere; point
   ``SSD_MAMBA_SRC`` at the folder that contains its ``mamba_ssm/`` package.
-  ``import mamba_ssm`` fails without its CUDA build, so :func:`_import_mamba`
-  registers empty stub packages ``mamba_ssm``, ``mamba_ssm.ops``,
+  ``import mamba_ssm`` fails without its CUDA build, so
+  :func:`ssmlib.bench.import_from_mamba_sdist` registers empty stub packages ``mamba_ssm``, ``mamba_ssm.ops``,
   ``mamba_ssm.ops.triton``, ``mamba_ssm.utils`` whose ``__path__`` points into
   that folder, then imports ``mamba_ssm.ops.triton.ssd_combined`` (which
   needs ``ssd_*.py``, ``layernorm_gated.py``, ``k_activations.py``,
@@ -103,8 +103,8 @@ import torch.nn.functional as F
 
 from .. import runtime
 from ..duality import ssd, ssd_step
-from . import (ceilings, compile_error, compile_sm90, environment, graph_ms, host_ms, in_compiler_subprocess,
-               median_ms, rel_err, roofline_ms, sass_loop_stats)
+from . import (ceilings, compile_error, compile_sm90, environment, graph_ms, host_ms, import_from_mamba_sdist,
+               in_compiler_subprocess, median_ms, rel_err, roofline_ms, sass_loop_stats)
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -133,24 +133,8 @@ def _inputs(batch, L, H, P, N, G, dtype=torch.bfloat16, device=None, seed=0):
 
 def _import_mamba():
     """mamba_ssm's ``mamba_chunk_scan_combined`` from an unpacked sdist (``SSD_MAMBA_SRC``)."""
-    import importlib
-    import types
-    root = os.environ.get("SSD_MAMBA_SRC")
-    if not root:
-        try:
-            return importlib.import_module("mamba_ssm.ops.triton.ssd_combined").mamba_chunk_scan_combined
-        except Exception as e:  # noqa: BLE001
-            raise ImportError(f"SSD_MAMBA_SRC not set and mamba_ssm not importable ({e!r})") from e
-    pkg = Path(root) / "mamba_ssm"
-    if not (pkg / "ops" / "triton" / "ssd_combined.py").is_file():
-        raise ImportError(f"{pkg}/ops/triton/ssd_combined.py not found (SSD_MAMBA_SRC={root})")
-    for name, sub in (("mamba_ssm", ""), ("mamba_ssm.ops", "ops"), ("mamba_ssm.ops.triton", "ops/triton"),
-                      ("mamba_ssm.utils", "utils")):
-        if name not in sys.modules:
-            m = types.ModuleType(name)
-            m.__path__ = [str(pkg / sub)]
-            sys.modules[name] = m
-    return importlib.import_module("mamba_ssm.ops.triton.ssd_combined").mamba_chunk_scan_combined
+    return import_from_mamba_sdist(os.environ.get("SSD_MAMBA_SRC"), "ops.triton.ssd_combined",
+                                   "SSD_MAMBA_SRC").mamba_chunk_scan_combined
 
 
 def _import_fla():

@@ -31,7 +31,8 @@ Writes four files under ``book/results/``:
 ``selective_scan_vs_mamba.json``: ours and mamba_ssm's CUDA kernels (``selective_scan_cuda``,
 compiled on the spot from its unpacked source distribution DIR by :func:`build_mamba_cuda`;
 benchmarking only, never committed; ``python tools/fetch_baselines.py`` fetches it into
-``.baselines/``, and the GPU machine needs nvcc and ninja) at the same inputs, back to back.
+``.baselines/``, and the GPU machine needs nvcc and ninja) at the same inputs, back to back,
+and the decoding step beside mamba_ssm's Triton ``selective_state_update`` (needs einops).
 
 The headline and by-length rows include ``triton_serial`` (the "serial" forward,
 the default before the first sweep) next to ``triton`` (the default: "pipelined").
@@ -195,6 +196,18 @@ def _time(fn, impl, warmup=25, rep=100):
         return None
 
 
+def _decode_inputs(b, d, n):
+    """A decoding step's inputs (state float32 (b, d, n); x, dt, z (b, d) and B, C (b, n) bfloat16;
+    float32 A, D, dt_bias) and its minimal bytes (the state read and written, the rest read once,
+    out written)."""
+    state = torch.randn(b, d, n, device=DEVICE)
+    x, dt, z = (torch.randn(b, d, device=DEVICE, dtype=torch.bfloat16) for _ in range(3))
+    A, D, bias = -torch.rand(d, n, device=DEVICE), torch.randn(d, device=DEVICE), torch.randn(d, device=DEVICE)
+    B, C = (torch.randn(b, n, device=DEVICE, dtype=torch.bfloat16) for _ in range(2))
+    nbytes = 2 * b * d * n * 4 + 4 * b * d * 2 + d * n * 4 + 2 * d * 4 + 2 * b * n * 2
+    return state, x, dt, A, B, C, D, z, bias, nbytes
+
+
 def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096, 16)) -> dict:
     """Forward and forward+backward at the issue's shape; the decoding step."""
     rows = []
@@ -223,13 +236,8 @@ def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096,
             roof = _roof(nbytes, exps, ceil)
             rows.append(_row("roofline", {**shape, "pass": passes}, roof, nbytes, exps, ceil))
         del t
-    # decoding step: state (batch, dim, N) float32 read and written; x, dt, z, out bf16; A; B, C
     b, d, n = decode
-    state = torch.randn(b, d, n, device=DEVICE)
-    x, dt, z = (torch.randn(b, d, device=DEVICE, dtype=torch.bfloat16) for _ in range(3))
-    A, D, bias = -torch.rand(d, n, device=DEVICE), torch.randn(d, device=DEVICE), torch.randn(d, device=DEVICE)
-    B, C = (torch.randn(b, n, device=DEVICE, dtype=torch.bfloat16) for _ in range(2))
-    nbytes = 2 * b * d * n * 4 + 4 * b * d * 2 + d * n * 4 + 2 * d * 4 + 2 * b * n * 2
+    state, x, dt, A, B, C, D, z, bias, nbytes = _decode_inputs(b, d, n)
     step = (lambda: selective_state_update(state, x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True))
     ms = median_ms(step)
     shape = {"batch": b, "dim": d, "L": 1, "N": n, "dtype": "bfloat16", "pass": "state_update"}
@@ -579,14 +587,16 @@ def _our_grads(t):
     return out.detach(), torch.autograd.grad(out, list(leaves.values()), torch.ones_like(out))
 
 
-def versus_mamba(ceil, mod, shapes=((8, 1536, 2048, 16), (1, 1024, 2048, 16), (1, 1024, 16384, 16)),
-                 dtypes=(torch.float32, torch.bfloat16)) -> dict:
+def versus_mamba(ceil, mod, update=None, shapes=((8, 1536, 2048, 16), (1, 1024, 2048, 16), (1, 1024, 16384, 16)),
+                 dtypes=(torch.float32, torch.bfloat16), decode=(64, 4096, 16)) -> dict:
     """Ours (``triton``) and mamba_ssm's CUDA kernels (``mamba_ssm_cuda``, built by
     :func:`build_mamba_cuda`) at the same inputs, timed back to back, forward and forward+backward,
     eager and replayed from a CUDA graph (``_graph`` rows: the kernels without the host). Every
     mamba_ssm row carries ``rel_err`` of its output (forward) or of its gradients of u, Δ, B, C
     (forward+backward) against ours, and ``speedup_vs_mamba`` (mamba_ssm's time / ours) sits in
-    our rows."""
+    our rows. With ``update`` (mamba_ssm's Triton ``selective_state_update``), also the decoding
+    step at ``decode = (batch, dim, N)``, eager and replayed from a CUDA graph through four states
+    (as the headline's): ``triton_state_update`` and ``mamba_ssm_state_update`` rows."""
     rows = []
     for batch, dim, L, N in shapes:
         for dtype in dtypes:
@@ -615,7 +625,38 @@ def versus_mamba(ceil, mod, shapes=((8, 1536, 2048, 16), (1, 1024, 2048, 16), (1
                           f"ms, rel_err {errs[passes]:.2e}")
             del t
             torch.cuda.empty_cache()
+    if update is not None:
+        rows += _versus_mamba_decode(ceil, update, *decode)
     return {"benchmark": "selective_scan_vs_mamba", **environment(), "ceilings": ceil, "rows": rows}
+
+
+def _versus_mamba_decode(ceil, update, b, d, n) -> list[dict]:
+    state, x, dt, A, B, C, D, z, bias, nbytes = _decode_inputs(b, d, n)
+    fns = {"triton_state_update": selective_state_update, "mamba_ssm_state_update": update}
+    states = {k: [state.clone()] + [torch.randn_like(state) for _ in range(3)] for k in fns}
+    outs = {k: fn(states[k][0], x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True) for k, fn in fns.items()}
+    err = max(rel_err(outs["mamba_ssm_state_update"], outs["triton_state_update"]),
+              rel_err(states["mamba_ssm_state_update"][0], states["triton_state_update"][0]))
+    shape = {"batch": b, "dim": d, "L": 1, "N": n, "dtype": "bfloat16", "pass": "state_update"}
+    rows, ms = [], {}
+    for mode in ("", "_graph"):
+        for impl, fn in fns.items():
+            if mode:
+                def steps(fn=fn, impl=impl):
+                    for s in states[impl]:
+                        fn(s, x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True)
+                ms[impl] = graph_ms(steps) / len(states[impl])
+            else:
+                s0 = states[impl][0]
+                ms[impl] = median_ms(lambda fn=fn, s0=s0: fn(s0, x, dt, A, B, C, D=D, z=z, dt_bias=bias,
+                                                            dt_softplus=True))
+        ours, theirs = ms["triton_state_update"], ms["mamba_ssm_state_update"]
+        rows.append(_row("triton_state_update" + mode, shape, ours, nbytes, b * d * n, ceil,
+                         speedup_vs_mamba=theirs / ours))
+        rows.append(_row("mamba_ssm_state_update" + mode, shape, theirs, nbytes, b * d * n, ceil, rel_err=err))
+        print(f"  {shape} {mode or 'eager'}: ours {ours * 1e3:.1f} us, mamba_ssm {theirs * 1e3:.1f} us, "
+              f"rel_err {err:.2e}")
+    return rows
 
 
 # ----------------------------------------------------------------------------- compile-only report (no GPU)
@@ -812,8 +853,14 @@ if __name__ == "__main__":
         from . import RESULTS, ceilings, save
         src = Path(sys.argv[sys.argv.index("--versus-mamba") + 1])
         out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS
+        from . import import_from_mamba_sdist
         mod = build_mamba_cuda(src, Path(tempfile.mkdtemp(prefix="mamba_build_")))
-        print(f"wrote {save(versus_mamba({**ceilings(), 'exp_per_s': exp_rate()}, mod), out)}")
+        try:   # mamba_ssm's Triton decoding step (needs einops)
+            update = import_from_mamba_sdist(src, "ops.triton.selective_state_update").selective_state_update
+        except ImportError as e:
+            print(f"mamba_ssm's selective_state_update not imported: {e}")
+            update = None
+        print(f"wrote {save(versus_mamba({**ceilings(), 'exp_per_s': exp_rate()}, mod, update), out)}")
     elif "--sweep-only" in sys.argv:      # on the GPU: only selective_scan_sweep.json (a few minutes)
         from pathlib import Path
 
