@@ -89,6 +89,9 @@ than 8 an element cannot reach the exp floor whatever its schedule. The default 
 more than that and the backward several times more (``sass_per_elem``): beyond the arithmetic
 of the formulas above, the selections, shuffles and loads that give every lane what its step
 needs, and in the backward the butterflies that sum dB_t and dC_t over the channels.
+``python -m ssmlib.bench.selective --versus-mamba DIR`` times these kernels beside mamba_ssm's
+own (its CUDA scan, built from its source distribution, and its Triton decoding step) at the
+same inputs (``book/results/selective_scan_vs_mamba.json``).
 ``python -m ssmlib.bench.selective --compile-only`` gives every kernel's registers, spills and
 instruction counts without a GPU. Every variant built, kept or not, with
 what it measured and the logs behind it: ``book/results/logs/selective_design_log.md``.
