@@ -58,11 +58,11 @@ every gradient is then local::
     dΔ_t    = Σ_n (λ_t B_t u_t + A λ_t (x_t − b_t))  dC_t[n] = Σ_d x_t dy_t
     dA[d,n] = Σ_t Δ_t λ_t (x_t − b_t)
 
-(dy: the gradient of y, the gate's derivative applied; dΔ then through the softplus). No ``(batch, dim, L, N)`` tensor is ever
-stored. Input-dependent dB_t, dC_t are summed over a program's channels on chip once per chunk
-and written as float32 partials per channel block; per-channel parameter gradients (dA, dD,
-d delta_bias, fixed dB and dC) are written per batch element. The host adds both:
-deterministic, no atomics.
+(dy: the gradient of y, the gate's derivative applied; dΔ then through the softplus). No
+``(batch, dim, L, N)`` tensor is ever stored. Input-dependent dB_t, dC_t are summed over a
+program's channels on chip once per chunk and written as float32 partials per channel block;
+per-channel parameter gradients (dA, dD, d delta_bias, fixed dB and dC) are written per batch
+element. The host adds both: deterministic, no atomics.
 
 Few sequences (batch 1). With fewer than 8 warps an SM, both passes split L into segments
 across programs. Forward: pass 1 runs every segment but the last from a zero state and keeps

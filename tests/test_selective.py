@@ -1172,6 +1172,47 @@ def test_patch_mamba_sources():
         sb.patch_mamba_sources(switch, binding + "\nif (ITYPE == at::ScalarType::Half) {")
 
 
+def test_versus_mamba_dry_run(monkeypatch):
+    """The side-by-side run's code on tiny shapes through the interpreter, with a stand-in for mamba_ssm's
+    kernels (its fwd/bwd signatures, computed by the reference; times are fake): rows for both, eager and
+    graph, the paper-setting lengths and the decoding step, and agreement with ours."""
+    if GPU:
+        pytest.skip("dry run is for machines without a GPU")
+    from ssmlib.bench import selective as sb
+    from ssmlib.selective import selective_state_update_ref
+
+    class Stand_in:
+        @staticmethod
+        def fwd(u, delta, A, B, C, D, z, bias, softplus):
+            out = selective_scan_ref(u, delta, A, B[:, 0], C[:, 0], D=D, z=z, delta_bias=bias, delta_softplus=softplus)
+            return [out, None, out]
+
+        @staticmethod
+        def bwd(u, delta, A, B, C, D, z, bias, dout, x, out, dz, softplus, recompute):
+            leaves = [t.detach().requires_grad_() for t in (u, delta, A, B, C, D, z, bias)]
+            o = selective_scan_ref(*leaves[:3], leaves[3][:, 0], leaves[4][:, 0], D=leaves[5], z=leaves[6],
+                                   delta_bias=leaves[7], delta_softplus=softplus)
+            g = torch.autograd.grad(o, leaves, dout)
+            return [g[0], g[1], g[2], g[3], g[4], g[5], g[7], g[6]]
+
+    monkeypatch.setattr(sb, "DEVICE", DEV)
+    monkeypatch.setattr(sb, "median_ms", lambda fn, warmup=0, rep=0: (fn(), 1.0)[1])
+    monkeypatch.setattr(sb, "graph_ms", lambda fn, rep=0: (fn(), 0.5)[1])
+    ceil = {"copy_GBps": 4000.0, "exp_per_s": 4.2e12}
+    res = sb.versus_mamba(ceil, Stand_in, selective_state_update_ref, shapes=((1, 3, 5, 2),),
+                          dtypes=(torch.float32,), lengths=(4,), paper=(1, 2, 2), decode=(2, 3, 2))
+    rows = {(r["impl"], r["L"], r["pass"], r["dtype"]) for r in res["rows"]}
+    for impl in ("triton", "mamba_ssm_cuda", "triton_graph", "mamba_ssm_cuda_graph"):
+        assert {(impl, 5, "fwd", "float32"), (impl, 5, "fwd+bwd", "float32"), (impl, 4, "fwd", "bfloat16")} <= rows
+    assert {("triton_state_update", 1, "state_update", "bfloat16"),
+            ("mamba_ssm_state_update_graph", 1, "state_update", "bfloat16")} <= rows
+    for r in res["rows"]:
+        if r["impl"].startswith("mamba_ssm"):
+            assert r["rel_err"] < (2e-2 if r["dtype"] == "bfloat16" else 1e-4), r      # bf16 outputs
+        else:
+            assert r["speedup_vs_mamba"] == pytest.approx(1.0)
+
+
 def test_bench_dry_run(monkeypatch):
     """The benchmark suite's timing code, on tiny shapes through the interpreter (times are fake)."""
     if GPU:

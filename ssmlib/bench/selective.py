@@ -588,7 +588,8 @@ def _our_grads(t):
 
 
 def versus_mamba(ceil, mod, update=None, shapes=((8, 1536, 2048, 16), (1, 1024, 2048, 16), (1, 1024, 16384, 16)),
-                 dtypes=(torch.float32, torch.bfloat16), decode=(64, 4096, 16)) -> dict:
+                 dtypes=(torch.float32, torch.bfloat16), lengths=tuple(512 * 2**k for k in range(9)),
+                 paper=(1, 1024, 16), decode=(64, 4096, 16)) -> dict:
     """Ours (``triton``) and mamba_ssm's CUDA kernels (``mamba_ssm_cuda``, built by
     :func:`build_mamba_cuda`) at the same inputs, timed back to back, forward and forward+backward,
     eager and replayed from a CUDA graph (``_graph`` rows: the kernels without the host). Every
@@ -596,35 +597,39 @@ def versus_mamba(ceil, mod, update=None, shapes=((8, 1536, 2048, 16), (1, 1024, 
     (forward+backward) against ours, and ``speedup_vs_mamba`` (mamba_ssm's time / ours) sits in
     our rows. With ``update`` (mamba_ssm's Triton ``selective_state_update``), also the decoding
     step at ``decode = (batch, dim, N)``, eager and replayed from a CUDA graph through four states
-    (as the headline's): ``triton_state_update`` and ``mamba_ssm_state_update`` rows."""
+    (as the headline's): ``triton_state_update`` and ``mamba_ssm_state_update`` rows. Besides
+    ``shapes`` × ``dtypes``, the Mamba paper's speed setting (``paper = (batch, dim, N)``: 1, 1024,
+    16; bfloat16) at every L of ``lengths``."""
     rows = []
-    for batch, dim, L, N in shapes:
-        for dtype in dtypes:
-            t = _inputs(batch, dim, L, N, dtype)
-            shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype]}
-            m_fwd, m_fwd_bwd = _mamba_calls(mod, t)
-            ours_out, ours_g = _our_grads(t)
-            m_out = m_fwd()
-            m_g = m_fwd_bwd()
-            # mamba_ssm's bwd: du, ddelta, dA, dB, dC, ...; ours in the order of _inputs' keys
-            errs = {"fwd": rel_err(m_out, ours_out)}
-            errs["fwd+bwd"] = max(rel_err(m_g[0], ours_g[0]), rel_err(m_g[1], ours_g[1]),
-                                  rel_err(m_g[3][:, 0], ours_g[3]), rel_err(m_g[4][:, 0], ours_g[4]))
-            for passes in ("fwd", "fwd+bwd"):
-                nbytes, exps = counts(batch, dim, L, N, t["u"].element_size(), backward=passes != "fwd")
-                ours = (lambda: _call(selective_scan, t)) if passes == "fwd" else _fwd_bwd(selective_scan, t)
-                theirs = m_fwd if passes == "fwd" else m_fwd_bwd
-                for mode, timer in (("", median_ms), ("_graph", graph_ms)):
-                    ms = {"triton": timer(ours), "mamba_ssm_cuda": timer(theirs)}
-                    sh = {**shape, "pass": passes}
-                    rows.append(_row("triton" + mode, sh, ms["triton"], nbytes, exps, ceil,
-                                     speedup_vs_mamba=ms["mamba_ssm_cuda"] / ms["triton"]))
-                    rows.append(_row("mamba_ssm_cuda" + mode, sh, ms["mamba_ssm_cuda"], nbytes, exps, ceil,
-                                     rel_err=errs[passes]))
-                    print(f"  {sh} {mode or 'eager'}: ours {ms['triton']:.3f} ms, mamba_ssm {ms['mamba_ssm_cuda']:.3f} "
-                          f"ms, rel_err {errs[passes]:.2e}")
-            del t
-            torch.cuda.empty_cache()
+    runs = [(shape, dtype) for shape in shapes for dtype in dtypes]
+    pb, pd, pn = paper
+    runs += [((pb, pd, L, pn), torch.bfloat16) for L in lengths if ((pb, pd, L, pn), torch.bfloat16) not in runs]
+    for (batch, dim, L, N), dtype in runs:
+        t = _inputs(batch, dim, L, N, dtype)
+        shape = {"batch": batch, "dim": dim, "L": L, "N": N, "dtype": DTYPE_NAMES[dtype]}
+        m_fwd, m_fwd_bwd = _mamba_calls(mod, t)
+        ours_out, ours_g = _our_grads(t)
+        m_out = m_fwd()
+        m_g = m_fwd_bwd()
+        # mamba_ssm's bwd: du, ddelta, dA, dB, dC, ...; ours in the order of _inputs' keys
+        errs = {"fwd": rel_err(m_out, ours_out)}
+        errs["fwd+bwd"] = max(rel_err(m_g[0], ours_g[0]), rel_err(m_g[1], ours_g[1]),
+                              rel_err(m_g[3][:, 0], ours_g[3]), rel_err(m_g[4][:, 0], ours_g[4]))
+        for passes in ("fwd", "fwd+bwd"):
+            nbytes, exps = counts(batch, dim, L, N, t["u"].element_size(), backward=passes != "fwd")
+            ours = (lambda: _call(selective_scan, t)) if passes == "fwd" else _fwd_bwd(selective_scan, t)
+            theirs = m_fwd if passes == "fwd" else m_fwd_bwd
+            for mode, timer in (("", median_ms), ("_graph", graph_ms)):
+                ms = {"triton": timer(ours), "mamba_ssm_cuda": timer(theirs)}
+                sh = {**shape, "pass": passes}
+                rows.append(_row("triton" + mode, sh, ms["triton"], nbytes, exps, ceil,
+                                 speedup_vs_mamba=ms["mamba_ssm_cuda"] / ms["triton"]))
+                rows.append(_row("mamba_ssm_cuda" + mode, sh, ms["mamba_ssm_cuda"], nbytes, exps, ceil,
+                                 rel_err=errs[passes]))
+                print(f"  {sh} {mode or 'eager'}: ours {ms['triton']:.3f} ms, mamba_ssm {ms['mamba_ssm_cuda']:.3f} "
+                      f"ms, rel_err {errs[passes]:.2e}")
+        del t
+        torch.cuda.empty_cache()
     if update is not None:
         rows += _versus_mamba_decode(ceil, update, *decode)
     return {"benchmark": "selective_scan_vs_mamba", **environment(), "ceilings": ceil, "rows": rows}
