@@ -469,6 +469,24 @@ def test_bad_input_names_the_argument(name, bad, exc, match):
         call(selective_scan, t)
 
 
+def test_checked_signatures_are_remembered_and_only_them():
+    """The argument checks run once per signature (type, dtype, shape, strides, device of each tensor):
+    a repeated call returns the remembered result; a bad argument of a signature not seen still raises,
+    also after good calls of the same shapes."""
+    from ssmlib import selective as S
+    t = _good()
+    args = [t[k] for k in NAMES[:5]] + [t["D"], t["z"], t["delta_bias"]]
+    S._CHECKED.clear()
+    dims = S._check_args(*args)
+    assert dims == (2, 4, 5, 3, 1, True, True) and list(S._CHECKED.values()) == [dims]
+    assert S._check_args(*[a.clone() for a in args]) == dims and len(S._CHECKED) == 1
+    for i, bad in ((1, args[1].double()), (0, args[0].transpose(1, 2).contiguous().transpose(1, 2)),
+                   (0, args[0].cpu().numpy())):
+        with pytest.raises((TypeError, ValueError)):
+            S._check_args(*args[:i], bad, *args[i + 1:])
+    assert len(S._CHECKED) == 1
+
+
 def test_wrong_device():
     other = "cpu" if GPU else "meta"
     t = _good()
