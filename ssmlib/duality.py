@@ -972,9 +972,8 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
     cs = torch.empty(batch * H, L, dtype=acc, device=x.device)
     cb = torch.empty(batch * G, n_blocks, T, T, dtype=acc, device=x.device) if has_cb else delta
     if has_cb:
-        _ssd_cb_kernel[(batch, n_blocks)](B, C, cb, L, G, N, n_blocks, LOWP=flags["LOWP"],
-                                          PRECISION=flags["PRECISION"], BLOCK_T=T, BLOCK_N=flags["BLOCK_N"],
-                                          num_warps=4)
+        runtime.launch(_ssd_cb_kernel, (batch, n_blocks), (B, C, cb, L, G, N, n_blocks), dict(
+            LOWP=flags["LOWP"], PRECISION=flags["PRECISION"], BLOCK_T=T, BLOCK_N=flags["BLOCK_N"], num_warps=4))
     flags.update(PREFETCH=bool(cfg.get("prefetch")), HAS_CB=has_cb, PREP_BLOCKS=_prep_blocks(T))
     chained = S > 1 and bool(cfg.get("chained"))
     # unused pointers are placeholders: y (x's dtype) for the inputs, delta (the accumulator's) else
@@ -988,11 +987,11 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, softplus, want_final, cfg, save_
     args = (x, dt, A, ptrs(dt_bias, A), B, C, ptrs(D), ptrs(z), ptrs(h0), delta, cs, cb, y, ptrs(hT, delta), seg_h,
             seg_a, ptrs(states, delta), chain, L, H, G, P, N, seg_len, S, n_blocks, batch * H)
     if two_pass:   # pass 1: each segment's end state from zero, and its total log-decay
-        _ssd_fwd_kernel[(batch * H, n_pblk, S - 1)](
-            *args, STORE_FINAL=want_final, STATES_ONLY=True, STORE_STATES=False, CHAINED=False, **flags)
+        runtime.launch(_ssd_fwd_kernel, (batch * H, n_pblk, S - 1), args, dict(
+            STORE_FINAL=want_final, STATES_ONLY=True, STORE_STATES=False, CHAINED=False, **flags))
     grid = (batch * H * n_pblk * S,) if chained else (batch * H, n_pblk, S)
-    _ssd_fwd_kernel[grid](*args, STORE_FINAL=want_final, STATES_ONLY=False, STORE_STATES=save_states,
-                          CHAINED=chained, **flags)
+    runtime.launch(_ssd_fwd_kernel, grid, args, dict(STORE_FINAL=want_final, STATES_ONLY=False,
+                                                     STORE_STATES=save_states, CHAINED=chained, **flags))
     return y, hT, states
 
 
@@ -1034,8 +1033,8 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, h0, states, dy, dhT, softplus, cfg)
         if S > 1:   # pass 1: each later segment's adjoint at its start, from zero at its end
             seg_dh = torch.empty(batch * H, S, P, N, dtype=acc, device=dev)
             seg_a = torch.empty(batch * H, S, dtype=acc, device=dev)
-            _ssd_bwd_kernel[(*grid, S - 1)](*args(), ADJ_ONLY=True, **mode)
-        _ssd_bwd_kernel[(*grid, S)](*args(), ADJ_ONLY=False, **mode)
+            runtime.launch(_ssd_bwd_kernel, (*grid, S - 1), args(), dict(ADJ_ONLY=True, **mode))
+        runtime.launch(_ssd_bwd_kernel, (*grid, S), args(), dict(ADJ_ONLY=False, **mode))
     else:
         dB.zero_()
         dC.zero_()
@@ -1244,10 +1243,10 @@ def ssd_step(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=Fa
     if batch * H * P == 0:
         return y
     dummy = y
-    _ssd_step_kernel[(batch * H, runtime.cdiv(P, block_p))](
+    runtime.launch(_ssd_step_kernel, (batch * H, runtime.cdiv(P, block_p)), (
         state, x, dt, A, B, C, dummy if D is None else D, dummy if z is None else z,
-        dummy if dt_bias is None else dt_bias, y, H, G, P, N,
+        dummy if dt_bias is None else dt_bias, y, H, G, P, N), dict(
         HAS_D=D is not None, D_PER_P=D is not None and D.dim() == 2, HAS_Z=z is not None,
         HAS_DTB=dt_bias is not None, SOFTPLUS=bool(dt_softplus), BLOCK_P=block_p, BLOCK_N=BN,
-        num_warps=num_warps or (1 if runtime.INTERPRET else 4))
+        num_warps=num_warps or (1 if runtime.INTERPRET else 4)))
     return y

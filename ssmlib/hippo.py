@@ -280,10 +280,10 @@ def project(f, measure: str, N: int, dt: float, theta: float = 1.0, *, out=None,
     if n_signals == 0 or L == 0:
         return out
     Ab, Bb = discrete_transition(measure, N, dt, L, theta, dtype=f.dtype, device=f.device)
-    _project_kernel[(runtime.cdiv(n_signals, bb),)](
-        f, Ab, Bb, out, n_signals, L, N, *Ab.stride(), Bb.stride(0),
+    runtime.launch(_project_kernel, (runtime.cdiv(n_signals, bb),), (
+        f, Ab, Bb, out, n_signals, L, N, *Ab.stride(), Bb.stride(0)), dict(
         TIME_VARYING=measure == "legs", BLOCK_B=bb, BLOCK_N=max(16, runtime.next_pow2(N)),
-        EVEN_N=N == max(16, runtime.next_pow2(N)), PRECISION=precision, num_warps=nw)
+        EVEN_N=N == max(16, runtime.next_pow2(N)), PRECISION=precision, num_warps=nw))
     return out
 
 

@@ -422,11 +422,11 @@ def _launch(A, B, C, u, D, x0, return_final_state, *, algorithm, channels_last, 
         if bb < 16 or bb & (bb - 1):
             raise ValueError(f"block_b must be a power of two >= 16, got {bb}")
         grid = (H, runtime.cdiv(batch, bb))
-        _linear_recurrence_chunked_kernel[grid](
-            A, B, C, D if D is not None else A, u, x0 if x0 is not None else A, y, xT, batch, H, L, N,
+        runtime.launch(_linear_recurrence_chunked_kernel, grid, (
+            A, B, C, D if D is not None else A, u, x0 if x0 is not None else A, y, xT, batch, H, L, N), dict(
             HAS_D=D is not None, HAS_X0=x0 is not None, STORE_FINAL=return_final_state, BLOCK_B=bb,
             BLOCK_N=max(16, runtime.next_pow2(N)), T=T, LOG2_T=T.bit_length() - 1,
-            PRECISION="ieee" if u.dtype == torch.float64 else "tf32x3", num_warps=nw)
+            PRECISION="ieee" if u.dtype == torch.float64 else "tf32x3", num_warps=nw))
     else:
         chan_last, bh, nw, chunk = _launch_config(N)
         if channels_last is not None:
@@ -438,13 +438,12 @@ def _launch(A, B, C, u, D, x0, return_final_state, *, algorithm, channels_last, 
             raise ValueError(f"block_h must be a power of two, got {bh}")
         if chan_last:   # (N, N, H) and (N, H) copies: channel h is the fastest index
             A, B, C = A.permute(1, 2, 0).contiguous(), B.t().contiguous(), C.t().contiguous()
-            strides = dict(stride_ah=1, stride_ai=N * H, stride_aj=H, stride_bh=1, stride_bn=H)
+            strides = (1, N * H, H, 1, H)             # stride_ah, stride_ai, stride_aj, stride_bh, stride_bn
         else:
-            strides = dict(stride_ah=N * N, stride_ai=N, stride_aj=1, stride_bh=N, stride_bn=1)
+            strides = (N * N, N, 1, N, 1)
         grid = (batch * runtime.cdiv(H, bh),)
-        _linear_recurrence_kernel[grid](
-            A, B, C, D if D is not None else A, u, x0 if x0 is not None else A, y, xT,
-            H, L, N, **strides,
+        runtime.launch(_linear_recurrence_kernel, grid, (
+            A, B, C, D if D is not None else A, u, x0 if x0 is not None else A, y, xT, H, L, N, *strides), dict(
             HAS_D=D is not None, HAS_X0=x0 is not None, STORE_FINAL=return_final_state,
-            BLOCK_H=bh, BLOCK_N=runtime.next_pow2(N), CHUNK=chunk, num_warps=nw)
+            BLOCK_H=bh, BLOCK_N=runtime.next_pow2(N), CHUNK=chunk, num_warps=nw))
     return (y, xT) if return_final_state else y

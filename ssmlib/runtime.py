@@ -119,7 +119,7 @@ def launch(kernel, grid: tuple, args: tuple, kw: dict, redo=None):
     arguments: the kernel then runs again with them, and later launches of that specialization
     launch that compilation. Launch metadata and hooks as ``kernel[grid]`` passes them; what it
     also checks, that the kernel's global constants did not change, is not checked again. In the
-    interpreter: ``kernel[grid]`` every time."""
+    interpreter: ``kernel[grid]`` every time. Every kernel of ssmlib is launched through it."""
     if INTERPRET:
         compiled = kernel[grid](*args, **kw)
         if redo is not None and (kw2 := redo(compiled)) is not None:
