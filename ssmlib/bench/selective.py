@@ -749,7 +749,7 @@ def _compile_worker(configs, kinds=None, state_update=True) -> list[dict]:
                     rec.update(_compile_one(kernel, sig, cx, nw, maxnreg), maxnreg=maxnreg)
                     # elements (b, d, t, n) one thread handles per chunk iteration
                     rec["elems_per_thread_iter"] = bd * bt * BN / (32 * nw)
-                    rec["loop_sass_per_elem"] = round(rec["loop_sass"] / rec["elems_per_thread_iter"], 2)
+                    rec["loop_sass_per_elem"] = round(loop_sass_per_elem(rec["loop_sass"], nw, cx), 2)
                 except Exception as e:  # noqa: BLE001
                     rec["error"] = compile_error(e)
                 out.append(rec)
@@ -809,7 +809,7 @@ def _compile_bwd(S, variant, dtype, bd, bt, nw, N, maxnreg=None) -> dict:
     try:
         rec.update(_compile_one(kernel, sig, cx, nw, maxnreg))
         rec["elems_per_thread_iter"] = bd * bt * BN / (32 * nw)
-        rec["loop_sass_per_elem"] = round(rec["loop_sass"] / rec["elems_per_thread_iter"], 2)
+        rec["loop_sass_per_elem"] = round(loop_sass_per_elem(rec["loop_sass"], nw, cx), 2)
         if not serial:
             # the chunk loop holds a run-time loop over the N states whose body the SASS has once:
             # per element that body (about 400 instructions for 4 elements a thread at 4×128, 4
