@@ -46,8 +46,9 @@ inputs are loaded one or two chunks ahead, in registers or through shared memory
 software pipeliner (``_pipe_schedule``), so HBM latency hides behind a chunk of arithmetic.
 
 What is recomputed (the backward; ``bwd_variant="serial"``, the default). The forward that
-precedes a backward also writes the state every ``bwd_block_t`` (8) steps: a checkpoint, N
-floats per channel, under a tenth of the inputs' bytes. The backward walks the chunks from
+precedes a backward also writes the state every ``bwd_block_t`` (8) steps: a checkpoint, N/8
+floats per (b, d, t), 8 bytes at N = 16 (as many as u, Δ, z and out in bfloat16), written once
+and read once. The backward walks the chunks from
 last to first. For each it recomputes the chunk's states from its checkpoint (a second
 exponential per element) and keeps x_t and Ā_t of its steps in registers; then it walks back a
 step at a time with the adjoint in registers, ``λ_t = μ + C_t dy_t``, ``μ ← Ā_t λ_t`` (so the
@@ -62,7 +63,8 @@ every gradient is then local::
 ``(batch, dim, L, N)`` tensor is ever stored. Input-dependent dB_t, dC_t are summed over a
 program's channels on chip once per chunk and written as float32 partials per channel block;
 per-channel parameter gradients (dA, dD, d delta_bias, fixed dB and dC) are written per batch
-element. The host adds both: deterministic, no atomics.
+element. The host adds both: deterministic, no atomics. The partials are ``dim / bwd_block_d``
+float32 copies of dB and dC, the largest traffic of a forward+backward.
 
 Few sequences (batch 1). With fewer than 8 warps an SM, both passes split L into segments
 across programs. Forward: pass 1 runs every segment but the last from a zero state and keeps
