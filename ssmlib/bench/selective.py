@@ -208,6 +208,19 @@ def _decode_inputs(b, d, n):
     return state, x, dt, A, B, C, D, z, bias, nbytes
 
 
+def _decode_graph_ms(step, states, x, dt, A, B, C, D, z, bias) -> float:
+    """Time of one decoding ``step`` replayed from a CUDA graph (as decoding loops run: the kernel
+    without the Python checks and the launch), through ``states`` completed to four with random
+    ones (4 × 36 MB at batch 64, dim 4096, more than the 50 MB L2), as a model's layers would: one
+    state alone stays in L2 between replays and would beat the HBM floor."""
+    states = states + [torch.randn_like(states[0]) for _ in range(4 - len(states))]
+
+    def steps():
+        for s in states:
+            step(s, x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True)
+    return graph_ms(steps) / len(states)
+
+
 def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096, 16)) -> dict:
     """Forward and forward+backward at the issue's shape; the decoding step."""
     rows = []
@@ -244,17 +257,8 @@ def headline(ceil, batch=8, dim=1536, L=2048, N=16, loop=True, decode=(64, 4096,
     rows.append(_row("triton_state_update", shape, ms, nbytes, b * d * n, ceil,
                      **({"host_ms": host_ms(step)} if DEVICE == "cuda" else {})))
     if DEVICE == "cuda":
-        # replayed from a CUDA graph (as decoding loops run): the kernel without the Python checks and
-        # the launch. The graph steps through 4 states (4 x 36 MB, more than the 50 MB L2), as a model's
-        # layers would: one state alone stays in L2 between replays and would beat the HBM floor.
-        states = [state] + [torch.randn_like(state) for _ in range(3)]
-
-        def steps():
-            for s in states:
-                selective_state_update(s, x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True)
-        ms = graph_ms(steps) / len(states)
+        ms = _decode_graph_ms(selective_state_update, [state], x, dt, A, B, C, D, z, bias)
         rows.append(_row("triton_state_update_graph", shape, ms, nbytes, b * d * n, ceil))
-        del states
     rows.append(_row("roofline", shape, _roof(nbytes, b * d * n, ceil), nbytes, b * d * n, ceil))
     return {"benchmark": "selective_scan", **environment(), "ceilings": ceil, "rows": rows}
 
@@ -638,23 +642,19 @@ def versus_mamba(ceil, mod, update=None, shapes=((8, 1536, 2048, 16), (1, 1024, 
 def _versus_mamba_decode(ceil, update, b, d, n) -> list[dict]:
     state, x, dt, A, B, C, D, z, bias, nbytes = _decode_inputs(b, d, n)
     fns = {"triton_state_update": selective_state_update, "mamba_ssm_state_update": update}
-    states = {k: [state.clone()] + [torch.randn_like(state) for _ in range(3)] for k in fns}
-    outs = {k: fn(states[k][0], x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True) for k, fn in fns.items()}
+    states = {k: state.clone() for k in fns}
+    outs = {k: fn(states[k], x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True) for k, fn in fns.items()}
     err = max(rel_err(outs["mamba_ssm_state_update"], outs["triton_state_update"]),
-              rel_err(states["mamba_ssm_state_update"][0], states["triton_state_update"][0]))
+              rel_err(states["mamba_ssm_state_update"], states["triton_state_update"]))
     shape = {"batch": b, "dim": d, "L": 1, "N": n, "dtype": "bfloat16", "pass": "state_update"}
     rows, ms = [], {}
     for mode in ("", "_graph"):
         for impl, fn in fns.items():
             if mode:
-                def steps(fn=fn, impl=impl):
-                    for s in states[impl]:
-                        fn(s, x, dt, A, B, C, D=D, z=z, dt_bias=bias, dt_softplus=True)
-                ms[impl] = graph_ms(steps) / len(states[impl])
+                ms[impl] = _decode_graph_ms(fn, [states[impl]], x, dt, A, B, C, D, z, bias)
             else:
-                s0 = states[impl][0]
-                ms[impl] = median_ms(lambda fn=fn, s0=s0: fn(s0, x, dt, A, B, C, D=D, z=z, dt_bias=bias,
-                                                            dt_softplus=True))
+                ms[impl] = median_ms(lambda fn=fn, s0=states[impl]: fn(s0, x, dt, A, B, C, D=D, z=z, dt_bias=bias,
+                                                                       dt_softplus=True))
         ours, theirs = ms["triton_state_update"], ms["mamba_ssm_state_update"]
         rows.append(_row("triton_state_update" + mode, shape, ours, nbytes, b * d * n, ceil,
                          speedup_vs_mamba=theirs / ours))
