@@ -60,8 +60,8 @@ import triton.language as tl
 
 from .. import runtime
 from ..selective import (selective_scan, selective_scan_ref, selective_scan_unfused, selective_state_update)
-from . import (compile_error, compile_sm90, environment, graph_ms, host_ms, in_compiler_subprocess, median_ms,
-               rel_err, sass_loop_stats)
+from . import (RESULTS, ceilings, compile_error, compile_sm90, environment, graph_ms, host_ms,
+               import_from_mamba_sdist, in_compiler_subprocess, median_ms, rel_err, sass_loop_stats, save)
 
 #: Where the benchmark runs (a test swaps in "cpu" for a dry run through the interpreter).
 DEVICE = "cuda"
@@ -849,16 +849,14 @@ def compile_report(configs=None, kinds=None, state_update=True) -> list[dict]:
 if __name__ == "__main__":
     import json
     import sys
+    out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS
     if "--compile-only" in sys.argv:
         for r in compile_report(COMPILE_CONFIGS + COMPILE_BWD_CONFIGS):
             print(json.dumps(r))
     elif "--versus-mamba" in sys.argv:    # on the GPU: selective_scan_vs_mamba.json (the build: minutes)
         import tempfile
 
-        from . import RESULTS, ceilings, save
         src = Path(sys.argv[sys.argv.index("--versus-mamba") + 1])
-        out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS
-        from . import import_from_mamba_sdist
         mod = build_mamba_cuda(src, Path(tempfile.mkdtemp(prefix="mamba_build_")))
         try:   # mamba_ssm's Triton decoding step (needs einops)
             update = import_from_mamba_sdist(src, "ops.triton.selective_state_update").selective_state_update
@@ -867,12 +865,7 @@ if __name__ == "__main__":
             update = None
         print(f"wrote {save(versus_mamba({**ceilings(), 'exp_per_s': exp_rate()}, mod, update), out)}")
     elif "--sweep-only" in sys.argv:      # on the GPU: only selective_scan_sweep.json (a few minutes)
-        from pathlib import Path
-
-        from . import RESULTS, ceilings, save
-        out = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else RESULTS
-        ceil = {**ceilings(), "exp_per_s": exp_rate()}
-        res = config_sweep(ceil)
+        res = config_sweep({**ceilings(), "exp_per_s": exp_rate()})
         print(f"wrote {save(res, out)}")
         for r in res["rows"]:
             print({k: v for k, v in r.items() if k not in ("bytes", "flops", "exps")})
